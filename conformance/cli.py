@@ -1,0 +1,69 @@
+"""The ``adam-conformance`` command line.
+
+Exit codes: 0 success (conformant), 1 not conformant or verification failed,
+2 an unusable invocation or target, with one line on stderr saying why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from conformance import registry
+
+
+class UsageError(Exception):
+    """A user mistake: reported as one line, exit code 2."""
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print implementations (every registered one, or the targets named), their claims
+    and how they run here. A named target that cannot be used is an error (exit 2)."""
+    rows = [("implementation", "spec", "runs here", "claims", "description")]
+    for name in args.targets or registry.registered():
+        try:
+            impl = registry.resolve(name)
+        except registry.TargetError as e:
+            if args.targets:
+                raise
+            rows.append((name, "?", "cannot load", "-", str(e)))
+            continue
+        rows.append((name, impl.spec, impl.describe_how(), _claims(impl.claims), impl.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4])
+    return 0
+
+
+def _claims(claims: frozenset[str]) -> str:
+    missing = [f for f in registry.FEATURES if f not in claims]
+    return "all features" if not missing else "all but " + ", ".join(missing)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adam-conformance",
+        description="Certify that an optimizer behaves exactly like torch.optim.Adam / AdamW.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("list", help="list registered implementations, their claims and where they run")
+    p.add_argument("targets", nargs="*", metavar="TARGET", help="registered name or package.module:attr (default: all registered)")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse itself exits 2 with a usage line
+    try:
+        return args.func(args)
+    except (UsageError, registry.TargetError) as e:
+        print(f"adam-conformance: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("adam-conformance: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

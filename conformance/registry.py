@@ -1,0 +1,229 @@
+"""Implementations under test: the `Implementation` record and target resolution.
+
+A *target* names an optimizer to certify. It is one of
+
+* a registered name: an entry point in the group ``adam_conformance.implementations``
+  (the built-ins register there exactly as a third-party package would);
+* ``package.module:attr``.
+
+The object found is either an `Implementation` or any callable with
+``torch.optim.Adam``'s constructor form ``f(params, lr=..., betas=..., eps=..., ...)``.
+For a plain callable, what it claims is read from its signature: a keyword it does
+not accept is a feature it does not claim.
+
+Nothing here imports torch: ``adam-conformance list`` and the pytest plugin stay light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable, Iterable
+from importlib.metadata import entry_points
+
+GROUP = "adam_conformance.implementations"
+SPECS = ("adam", "adamw")
+DEVICES = ("cpu", "cuda")
+
+#: Features an implementation may claim. The first four are constructor keywords;
+#: the rest are behaviours a signature cannot show, claimed unless disclaimed.
+KEYWORD_FEATURES = ("weight_decay", "decoupled_weight_decay", "amsgrad", "maximize")
+FEATURES = KEYWORD_FEATURES + (
+    "complex",  # complex64/complex128 parameters, treated as view_as_real
+    "tensor_lr",  # lr given as a 1-element tensor
+    "closure",  # step(closure) evaluates the closure and returns its loss
+    "float16",
+    "bfloat16",
+    "float64",
+    "noncontiguous",  # transposed, sliced and channels_last params and grads
+)
+#: Keywords every target must accept: without them it has no Adam constructor form.
+REQUIRED_KEYWORDS = ("lr", "betas", "eps")
+
+
+class TargetError(Exception):
+    """A target cannot be used. The message is one line saying what and how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Implementation:
+    """An optimizer under test and what it claims.
+
+    ``factory(params, lr=, betas=, eps=, [weight_decay=, amsgrad=, maximize=,
+    decoupled_weight_decay=])`` returns a ``torch.optim.Optimizer``-like object. It is
+    called only with the keywords of the features it claims. ``spec`` is the semantics
+    it implements when called that way: ``"adam"`` (L2 decay added to the gradient) or
+    ``"adamw"`` (decoupled decay scaled by lr).
+    """
+
+    name: str
+    factory: Callable
+    description: str = ""
+    spec: str = "adam"
+    claims: frozenset[str] = frozenset(FEATURES)
+    devices: tuple[str, ...] = DEVICES
+    #: Says how it runs on this machine, for ``list``; defaults to `default_how`.
+    how: Callable[[], str] | None = None
+
+    def __post_init__(self):
+        if self.spec not in SPECS:
+            raise ValueError(f"spec must be one of {SPECS}, not {self.spec!r}")
+        unknown = set(self.claims) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"unknown features {sorted(unknown)}; known: {FEATURES}")
+        object.__setattr__(self, "claims", frozenset(self.claims))
+
+    def without(self, features: Iterable[str]) -> Implementation:
+        """The same implementation with `features` disclaimed."""
+        return dataclasses.replace(self, claims=self.claims - set(features))
+
+    def describe_how(self) -> str:
+        return (self.how or default_how)(self.devices)
+
+    @classmethod
+    def from_callable(cls, name: str, obj: Callable, **fields) -> Implementation:
+        """Wrap a callable with Adam's constructor form, reading its claims from its signature."""
+        return cls(name=name, factory=obj, claims=claims_from_signature(name, obj), **fields)
+
+
+def default_how(devices: tuple[str, ...]) -> str:
+    parts = []
+    if "cpu" in devices:
+        parts.append("cpu")
+    if "cuda" in devices:
+        parts.append("cuda" if cuda_available() else "cuda not available")
+    return "; ".join(parts)
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def claims_from_signature(name: str, obj: Callable) -> frozenset[str]:
+    """Claims of a plain callable: keyword features it accepts, plus behavioural ones.
+
+    ``closure`` is dropped when ``obj`` is a class whose ``step`` takes no argument.
+    """
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError) as e:
+        raise TargetError(f"{name}: cannot read the signature of {obj!r} ({e})") from None
+    params = list(sig.parameters.values())
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
+    keywords = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not positional and not any(p.kind is p.VAR_POSITIONAL for p in params):
+        raise TargetError(
+            f"{name}: {_what(obj)} takes no positional argument, so it cannot be called as "
+            f"{_short(obj)}(params, lr=..., betas=..., eps=...); point the target at an "
+            "optimizer class or factory"
+        )
+    missing = [k for k in REQUIRED_KEYWORDS if k not in keywords and not var_kw]
+    if missing:
+        raise TargetError(
+            f"{name}: {_what(obj)} does not accept {', '.join(missing)}: it must take "
+            "torch.optim.Adam's constructor form (params, lr=, betas=, eps=, ...)"
+        )
+    claims = {f for f in KEYWORD_FEATURES if var_kw or f in keywords}
+    claims |= set(FEATURES) - set(KEYWORD_FEATURES)
+    step = getattr(obj, "step", None) if inspect.isclass(obj) else None
+    if step is not None:
+        try:
+            step_params = inspect.signature(step).parameters
+        except (TypeError, ValueError):
+            step_params = {"closure": None}
+        if len(step_params) <= 1:  # only self
+            claims.discard("closure")
+    return frozenset(claims)
+
+
+def registered() -> dict[str, object]:
+    """Entry points of the implementation group, by name (not loaded)."""
+    return {ep.name: ep for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name)}
+
+
+def resolve(target: str) -> Implementation:
+    """The Implementation a target string names. Raises TargetError with a one-line reason."""
+    target = target.strip()
+    eps = registered()
+    if target in eps:
+        ep = eps[target]
+        try:
+            obj = ep.load()
+        except Exception as e:  # a broken third-party package must not crash us
+            raise TargetError(
+                f"{target}: its entry point {ep.value} failed to load: {type(e).__name__}: {e}"
+            ) from None
+        return _as_implementation(target, obj)
+    if ":" not in target:
+        close = difflib.get_close_matches(target, list(eps), n=3)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise TargetError(
+            f"unknown implementation {target!r}: not a registered name (see "
+            f"`adam-conformance list`) nor package.module:attr{hint}"
+        )
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise TargetError(f"{target!r}: expected package.module:attr, e.g. mypkg.optim:MyAdam")
+    if os.getcwd() not in sys.path:  # as `python -m` does: modules beside you import
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:
+        raise TargetError(
+            f"{target}: module {module_name!r} does not import ({type(e).__name__}: {e}); "
+            "is its package installed in this environment and on sys.path?"
+        ) from None
+    obj = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            names = [n for n in dir(module) if not n.startswith("_")]
+            close = difflib.get_close_matches(part, names, n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise TargetError(f"{target}: module {module_name!r} has no attribute {part!r}{hint}") from None
+    return _as_implementation(target, obj)
+
+
+def _as_implementation(name: str, obj: object) -> Implementation:
+    if isinstance(obj, Implementation):
+        return obj
+    if not callable(obj):
+        raise TargetError(
+            f"{name}: {_what(obj)} is not callable; point the target at an Implementation "
+            "or at an optimizer class or factory with torch.optim.Adam's constructor form"
+        )
+    return Implementation.from_callable(
+        name, obj, description=_first_doc_line(obj), spec=_default_spec(obj)
+    )
+
+
+def _default_spec(obj: object) -> str:
+    """``adamw`` for a subclass of torch.optim.AdamW, else ``adam`` (``--spec`` overrides)."""
+    import torch
+
+    return "adamw" if inspect.isclass(obj) and issubclass(obj, torch.optim.AdamW) else "adam"
+
+
+def _first_doc_line(obj: object) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _short(obj: object) -> str:
+    return getattr(obj, "__qualname__", None) or type(obj).__name__
+
+
+def _what(obj: object) -> str:
+    if inspect.isclass(obj):
+        return f"class {obj.__qualname__}"
+    if callable(obj):
+        return f"{_short(obj)}()"
+    return f"a {type(obj).__name__} object"

@@ -1,0 +1,256 @@
+"""What every built-in Adam shares: torch.optim.Adam's constructor, lazy state and step loop.
+
+A subclass supplies one method, ``_update``, which applies one Adam step to the
+parameters of one param group that have a gradient. Everything around it follows
+``torch.optim.Adam`` exactly:
+
+* the constructor takes ``lr`` (float or 1-element tensor), ``betas``, ``eps``,
+  ``weight_decay``, ``amsgrad``, ``maximize`` and ``decoupled_weight_decay`` and
+  rejects invalid values with torch's ``ValueError`` messages;
+* hyperparameters are read from each param group on every step;
+* state lives in ``self.state[p]`` (``step``, ``exp_avg``, ``exp_avg_sq`` and, with
+  amsgrad, ``max_exp_avg_sq``), so ``state_dict()`` round-trips; ``step`` is a 0-d
+  float32 CPU tensor, counted per parameter;
+* parameters without a grad are skipped (no state, no decay, no step);
+* complex parameters are updated as ``torch.view_as_real`` pairs of reals;
+* ``step(closure)`` evaluates the closure with grad enabled and returns its loss;
+* parameters are updated in place and gradients are never written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+class Hyper(NamedTuple):
+    """One param group's hyperparameters as Python numbers, read at each step."""
+
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    amsgrad: bool
+    maximize: bool
+    decoupled: bool
+
+
+def validate(lr, betas, eps, weight_decay) -> None:
+    """Reject what torch.optim.Adam rejects, with torch's messages."""
+    if isinstance(lr, Tensor) and lr.numel() != 1:
+        raise ValueError("Tensor lr must be 1-element")
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid epsilon value: {eps}")
+    for i, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+    if isinstance(betas[0], Tensor) != isinstance(betas[1], Tensor):
+        raise ValueError("betas must be either both floats or both Tensors")
+    for i, beta in enumerate(betas):
+        if isinstance(beta, Tensor) and beta.numel() != 1:
+            raise ValueError(f"Tensor betas[{i}] must be 1-element")
+
+
+class AdamBase(torch.optim.Optimizer):
+    """torch.optim.Adam's interface; subclasses implement `_update`."""
+
+    def __init__(
+        self,
+        params,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        validate(lr, betas, eps, weight_decay)
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("amsgrad", False)
+            group.setdefault("maximize", False)
+            group.setdefault("decoupled_weight_decay", False)
+            for p in group["params"]:
+                p_state = self.state.get(p, {})
+                if p_state and not torch.is_tensor(p_state["step"]):
+                    p_state["step"] = torch.tensor(float(p_state["step"]), dtype=torch.float32)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Perform one optimization step; return the closure's loss if one is given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = [], [], [], [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError(
+                        f"{type(self).__name__} does not support sparse gradients, "
+                        "please consider SparseAdam instead"
+                    )
+                state = self._state_for(p, group["amsgrad"])
+                state["step"] += 1
+                params.append(_real(p))
+                grads.append(_real(p.grad))
+                exp_avgs.append(_real(state["exp_avg"]))
+                exp_avg_sqs.append(_real(state["exp_avg_sq"]))
+                if group["amsgrad"]:
+                    max_exp_avg_sqs.append(_real(state["max_exp_avg_sq"]))
+                steps.append(int(state["step"].item()))
+            if params:
+                self._update(
+                    hyper(group),
+                    params,
+                    grads,
+                    exp_avgs,
+                    exp_avg_sqs,
+                    max_exp_avg_sqs if group["amsgrad"] else None,
+                    steps,
+                )
+        return loss
+
+    def _state_for(self, p: Tensor, amsgrad: bool) -> dict:
+        """The state of `p`, created as zeros (in p's layout) on its first step."""
+        state = self.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0, dtype=torch.float32)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        if amsgrad and "max_exp_avg_sq" not in state:
+            state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state
+
+    def _update(
+        self,
+        hp: Hyper,
+        params: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+        exp_avg_sqs: list[Tensor],
+        max_exp_avg_sqs: list[Tensor] | None,
+        steps: list[int],
+    ) -> None:
+        """Apply one Adam step in place. All tensors are real; ``steps`` already counts this one."""
+        raise NotImplementedError
+
+
+def hyper(group: dict) -> Hyper:
+    beta1, beta2 = group["betas"]
+    return Hyper(
+        lr=float(group["lr"]),
+        beta1=float(beta1),
+        beta2=float(beta2),
+        eps=float(group["eps"]),
+        weight_decay=float(group["weight_decay"]),
+        amsgrad=bool(group["amsgrad"]),
+        maximize=bool(group["maximize"]),
+        decoupled=bool(group["decoupled_weight_decay"]),
+    )
+
+
+def _real(t: Tensor) -> Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def adamw(adam_cls: type[AdamBase]) -> type[AdamBase]:
+    """The AdamW form of `adam_cls`: the same class with decoupled weight decay, as in torch.
+
+    Its constructor is torch.optim.AdamW's: weight_decay defaults to 1e-2 and there is no
+    ``decoupled_weight_decay`` keyword.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        adam_cls.__init__(
+            self, params, lr, betas, eps, weight_decay, amsgrad,
+            maximize=maximize, decoupled_weight_decay=True,
+        )
+
+    def __setstate__(self, state):
+        adam_cls.__setstate__(self, state)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True
+
+    name = adam_cls.__name__.removesuffix("Adam") + "AdamW"
+    doc = f"{adam_cls.__name__} with decoupled weight decay (torch.optim.AdamW semantics)."
+    return type(
+        name,
+        (adam_cls,),
+        {"__init__": __init__, "__setstate__": __setstate__, "__doc__": doc,
+         "__module__": adam_cls.__module__},
+    )
+
+
+def as_1d(inputs: list[Tensor], outputs: list[Tensor]) -> tuple[list[Tensor], list[Tensor], Callable[[], None]]:
+    """1-D tensors aliasing `inputs` and `outputs` for elementwise kernels, and a function to finish.
+
+    When every tensor shares one dense memory layout (contiguous, transposed,
+    channels_last, ...), the 1-D tensors alias their memory in storage order and
+    finishing does nothing. Otherwise they alias contiguous copies, and finishing
+    copies the outputs back. The 1-D tensors are not views (no ``_base``), so
+    torch.compile sees every parameter alike, whatever its original shape.
+    """
+    tensors = inputs + outputs
+    if not all(_is_dense(t) and t.stride() == tensors[0].stride() for t in tensors):
+        copies = [t.contiguous() for t in outputs]
+        flat_in = [_alias_1d(t.contiguous()) for t in inputs]
+        flat_out = [_alias_1d(c) for c in copies]
+
+        def write_back() -> None:
+            for t, c in zip(outputs, copies):
+                if c is not t:
+                    t.copy_(c)
+
+        return flat_in, flat_out, write_back
+    flat = [_alias_1d(t) for t in tensors]
+    return flat[: len(inputs)], flat[len(inputs) :], lambda: None
+
+
+def _alias_1d(t: Tensor) -> Tensor:
+    """A 1-D tensor over the memory of dense `t`, in storage order."""
+    return t.new_empty(0).set_(t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,))
+
+
+def _is_dense(t: Tensor) -> bool:
+    """Whether `t` covers its memory without gaps or overlaps (in some dimension order)."""
+    expected = 1
+    for stride, size in sorted((s, n) for s, n in zip(t.stride(), t.shape) if n != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True

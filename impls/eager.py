@@ -1,0 +1,84 @@
+"""``eager``: Adam as a plain per-parameter loop, the seed notebook's code completed.
+
+This is the loop from *Understanding Adam* with what the notebook removed put back
+(maximize, AMSGrad, decoupled weight decay, complex parameters, per-parameter step
+counts, closures). It is meant to be read. For parameter θ with gradient ∇f(θ) at
+step t (counted per parameter, starting at 1):
+
+    g  ← -∇f(θ) if maximize else ∇f(θ)
+    Adam  (L2, "coupled"):     g ← g + λθ
+    AdamW ("decoupled"):       θ ← θ(1 - γλ)            (arXiv 1711.05101, scaled by lr γ)
+    m  ← β₁m + (1-β₁)g                                   first moment   (arXiv 1412.6980)
+    v  ← β₂v + (1-β₂)g²                                  second moment
+    v̄  ← max(v̄, v) if amsgrad else v                     max of the *raw* v
+    θ  ← θ - γ/(1-β₁ᵗ) · m / (√v̄/√(1-β₂ᵗ) + ε)           ε added after bias correction
+
+The notebook calls its code AdamW. It is not: adding λθ to the gradient is Adam with
+L2 decay, which is what ``torch.optim.Adam`` does. AdamW decays θ directly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from conformance.registry import Implementation
+from impls.base import AdamBase, Hyper, adamw
+
+
+class EagerAdam(AdamBase):
+    """torch.optim.Adam as a per-parameter Python loop of in-place tensor ops."""
+
+    def _update(
+        self,
+        hp: Hyper,
+        params: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+        exp_avg_sqs: list[Tensor],
+        max_exp_avg_sqs: list[Tensor] | None,
+        steps: list[int],
+    ) -> None:
+        for i, param in enumerate(params):
+            grad = -grads[i] if hp.maximize else grads[i]  # a new tensor: p.grad is untouched
+            exp_avg, exp_avg_sq, t = exp_avgs[i], exp_avg_sqs[i], steps[i]
+
+            if hp.weight_decay != 0:
+                if hp.decoupled:
+                    param.mul_(1 - hp.lr * hp.weight_decay)  # AdamW: shrink θ itself
+                else:
+                    grad = grad.add(param, alpha=hp.weight_decay)  # Adam: L2 term in g
+
+            exp_avg.lerp_(grad, 1 - hp.beta1)  # m + (1-β₁)(g - m) = β₁m + (1-β₁)g
+            exp_avg_sq.mul_(hp.beta2).addcmul_(grad, grad, value=1 - hp.beta2)
+
+            bias_correction1 = 1 - hp.beta1**t
+            bias_correction2 = 1 - hp.beta2**t
+            step_size = hp.lr / bias_correction1
+
+            second_moment = exp_avg_sq
+            if max_exp_avg_sqs is not None:
+                second_moment = max_exp_avg_sqs[i]
+                torch.maximum(second_moment, exp_avg_sq, out=second_moment)
+            denom = (second_moment.sqrt() / math.sqrt(bias_correction2)).add_(hp.eps)
+
+            param.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+EagerAdamW = adamw(EagerAdam)
+
+ADAM = Implementation(
+    name="eager",
+    factory=EagerAdam,
+    description="per-parameter loop of in-place tensor ops (the seed notebook's loop, completed)",
+    spec="adam",
+)
+ADAMW = Implementation(
+    name="eager-adamw",
+    factory=EagerAdamW,
+    description="eager loop with decoupled weight decay (AdamW)",
+    spec="adamw",
+    claims=ADAM.claims - {"decoupled_weight_decay"},
+)

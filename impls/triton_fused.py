@@ -1,0 +1,146 @@
+"""``triton``: Adam as one fused Triton kernel launch per dtype (the CUDA implementation).
+
+The math is ``eager``'s (see its docstring); the kernel is ``impls.triton_kernel``.
+Per step and param group, the tensors of each (device, dtype) are updated by a single
+launch, whatever their number and sizes: bias corrections are per-tensor tables, so
+per-parameter step counts cost nothing.
+
+On a machine without CUDA the kernel runs under Triton's interpreter on CPU tensors
+(``TRITON_INTERPRET=1``, which this module sets before the kernel is defined), so CI
+tests the very kernel a GPU runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import torch
+from torch import Tensor
+
+from conformance.registry import Implementation
+from impls.base import AdamBase, Hyper, adamw, as_1d
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+
+try:
+    import triton
+    import triton.language as tl
+
+    from impls import triton_kernel
+except ImportError as e:  # the optional extra is not installed
+    triton = None
+    _IMPORT_ERROR = f"{e}"
+
+BLOCK = 1024
+
+
+class TritonAdam(AdamBase):
+    """torch.optim.Adam as a fused multi-tensor Triton kernel, one launch per dtype."""
+
+    def __init__(self, params, *args, **kwargs):
+        if triton is None:
+            raise RuntimeError(f"the triton implementation needs Triton ({_IMPORT_ERROR}): pip install triton")
+        super().__init__(params, *args, **kwargs)
+
+    def _update(
+        self,
+        hp: Hyper,
+        params: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+        exp_avg_sqs: list[Tensor],
+        max_exp_avg_sqs: list[Tensor] | None,
+        steps: list[int],
+    ) -> None:
+        by_device_dtype: dict[tuple, list[int]] = defaultdict(list)
+        for i, p in enumerate(params):
+            if p.numel():
+                by_device_dtype[(p.device, p.dtype)].append(i)
+        for (device, dtype), index in by_device_dtype.items():
+            tensors = defaultdict(list)  # name -> 1-D tensors, in `index` order
+            finishers = []
+            for i in index:
+                state = [exp_avgs[i], exp_avg_sqs[i]] + ([max_exp_avg_sqs[i]] if max_exp_avg_sqs else [])
+                (g,), (p, m, v, *vmax), finish = as_1d([grads[i]], [params[i], *state])
+                for name, t in zip(("param", "grad", "exp_avg", "exp_avg_sq", "max"), (p, g, m, v, *vmax)):
+                    tensors[name].append(t)
+                finishers.append(finish)
+            _launch(hp, tensors, [steps[i] for i in index], device, dtype)
+            for finish in finishers:
+                finish()
+
+
+def _launch(hp: Hyper, tensors: dict[str, list[Tensor]], steps: list[int], device, dtype) -> None:
+    """One kernel launch over every tensor in `tensors` (all of one device and dtype)."""
+    as_table = lambda xs, dt: torch.tensor(xs, dtype=dt, device=device)  # noqa: E731
+    pointers = {name: as_table([t.data_ptr() for t in ts], torch.int64) for name, ts in tensors.items()}
+    numels = [t.numel() for t in tensors["param"]]
+    block_tensor = [i for i, n in enumerate(numels) for _ in range(0, n, BLOCK)]
+    block_start = [s for n in numels for s in range(0, n, BLOCK)]
+    if hp.weight_decay == 0:
+        decay_mode, decay = triton_kernel.NO_DECAY, 0.0
+    elif hp.decoupled:
+        decay_mode, decay = triton_kernel.DECOUPLED, 1 - hp.lr * hp.weight_decay
+    else:
+        decay_mode, decay = triton_kernel.COUPLED, hp.weight_decay
+    triton_kernel.adam_kernel[(len(block_tensor),)](
+        pointers["param"],
+        pointers["grad"],
+        pointers["exp_avg"],
+        pointers["exp_avg_sq"],
+        pointers.get("max", pointers["param"]),
+        as_table(numels, torch.int64),
+        as_table(block_tensor, torch.int32),
+        as_table(block_start, torch.int64),
+        as_table([-hp.lr / (1 - hp.beta1**t) for t in steps], torch.float64),
+        as_table([(1 - hp.beta2**t) ** 0.5 for t in steps], torch.float64),
+        as_table([decay, 1 - hp.beta1, hp.beta2, 1 - hp.beta2, hp.eps], torch.float64),
+        DTYPE=_TL_DTYPES[dtype],
+        COMPUTE=tl.float64 if dtype == torch.float64 else tl.float32,
+        MAXIMIZE=hp.maximize,
+        DECAY=decay_mode,
+        AMSGRAD=hp.amsgrad,
+        BLOCK=BLOCK,
+    )
+
+
+_TL_DTYPES = (
+    {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32, torch.float64: tl.float64}
+    if triton is not None
+    else {}
+)
+
+TritonAdamW = adamw(TritonAdam)
+
+
+def _how(devices) -> str:
+    if triton is None:
+        return f"unavailable: Triton is not installed ({_IMPORT_ERROR})"
+    if INTERPRETED:
+        cuda = "CUDA available but TRITON_INTERPRET=1" if torch.cuda.is_available() else "CUDA not available"
+        return f"Triton {triton.__version__} interpreter on CPU; {cuda}"
+    return f"Triton {triton.__version__} on CUDA ({torch.cuda.get_device_name()})"
+
+
+_DEVICES = ("cpu",) if INTERPRETED else ("cuda",)
+
+ADAM = Implementation(
+    name="triton",
+    factory=TritonAdam,
+    description="fused multi-tensor Triton kernel, one launch per dtype (interpreted on CPU)",
+    spec="adam",
+    devices=_DEVICES,
+    how=_how,
+)
+ADAMW = Implementation(
+    name="triton-adamw",
+    factory=TritonAdamW,
+    description="triton with decoupled weight decay (AdamW)",
+    spec="adamw",
+    claims=ADAM.claims - {"decoupled_weight_decay"},
+    devices=_DEVICES,
+    how=_how,
+)
