@@ -40,6 +40,34 @@ def _claims(claims: frozenset[str]) -> str:
     return "all features" if not missing else "all but " + ", ".join(missing)
 
 
+def cmd_golden(args: argparse.Namespace) -> int:
+    """Verify the golden traces (exit 1 on any problem) or rebuild them from the oracle."""
+    from pathlib import Path
+
+    from conformance import golden
+
+    directory = Path(args.dir) if args.dir else golden.DEFAULT_DIR
+    if args.action == "regenerate":
+        written = golden.regenerate(directory)
+        size = sum(p.stat().st_size for p in written)
+        print(f"golden: wrote {len(written) // 2} scenarios ({size / 1e6:.2f} MB) to {directory}")
+        return 0
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: no such directory")
+    problems = golden.verify(directory)
+    for problem in problems:
+        print(f"golden: {problem}", file=sys.stderr)
+    if problems:
+        print(f"golden: {len(problems)} problem(s) in {directory}; "
+              "`adam-conformance golden regenerate` rebuilds the files from the oracle", file=sys.stderr)
+        return 1
+    files = [p for p in directory.iterdir() if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    print(f"golden: {len(golden.scenarios(directory))} scenarios, {len(files)} files verified "
+          f"({size / 1e6:.2f} MB) in {directory}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adam-conformance",
@@ -49,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered implementations, their claims and where they run")
     p.add_argument("targets", nargs="*", metavar="TARGET", help="registered name or package.module:attr (default: all registered)")
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser("golden", help="verify or regenerate the golden traces")
+    p.add_argument("action", choices=["verify", "regenerate"])
+    p.add_argument("--dir", help="golden directory (default: the project's golden/)")
+    p.set_defaults(func=cmd_golden)
     return parser
 
 

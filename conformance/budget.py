@@ -1,0 +1,192 @@
+"""The error budget: how far from the truth an implementation may be, measured against torch.
+
+Bitwise parity with torch is the wrong bar: a more accurate implementation must pass.
+So every parity verdict compares two distances from the oracle (the exact trajectory):
+
+* the implementation's, and
+* torch's single-tensor ``torch.optim.Adam`` / ``AdamW`` on the same Case, the path
+  torch itself treats as the reference,
+
+each in units of the dtype's machine epsilon at the values' scale:
+
+    error(x) = max over elements i of |x_i - o_i| / (eps_dtype · max(|o_i|, rms(o), tiny))
+
+per tensor (parameter and each state tensor) and per recorded step, where o is the
+oracle's value and rms(o) the root-mean-square of that tensor over the whole recorded
+trajectory: rounding errors are proportional to the magnitudes that flow through the
+computation, so an element that cancels to near zero (a first moment changing sign) is
+judged on the tensor's typical size, and rounding noise does not become a huge
+relative error.
+
+The implementation passes iff, for every tensor and every recorded step t,
+
+    error_impl(t) <= FACTOR · max over steps s <= t of error_torch(s) + FLOOR
+
+so it may not stray further from the truth than torch has strayed so far (the running
+maximum keeps a step where torch happens to round luckily from setting the bar).
+
+* FACTOR = 4: an Adam step is about ten rounded operations (negation, decay, lerp,
+  mul-add, sqrt, two divisions, eps, multiply-subtract). A correct implementation may
+  order, fuse or widen them differently (lerp or mul-add, fma, fp32 registers for
+  bf16 data), so its rounding errors are of the same order as torch's, not the same
+  values: up to a few times larger where torch's happen to partly cancel.
+* FLOOR = 4 eps: where torch's error is near zero (exact arithmetic, lr = 0, a single
+  step), a correct implementation still rounds once or twice per operation on its
+  own path.
+
+A closed loop (gradients from a model) amplifies any rounding difference: a ReLU unit
+that switches on one step earlier changes the trajectory for good. There torch's one
+run is a lucky draw, not a yardstick, so the reference is torch's own spread: its run
+on the Case and on `PERTURBED_RUNS` copies whose initial values are each moved by at
+most one ulp, and the budget uses the largest of their errors.
+
+Ill-conditioned Cases budget themselves: where v ≈ 0 with tiny eps torch's error is
+large and the budget grows with it. Non-finite values must match the oracle's pattern
+(NaN where NaN, the same infinities); where torch itself deviates from that pattern
+the implementation may follow either, and those elements are counted, not compared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from conformance import dtypes
+from conformance.case import Case, Trace
+
+FACTOR = 4.0
+FLOOR = 4.0
+PERTURBED_RUNS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Parity:
+    """A parity verdict with both figures at the worst place."""
+
+    passed: bool
+    error: float  # the implementation's error there, in eps at scale
+    torch_error: float  # torch's worst error on that tensor up to that step
+    budget: float  # FACTOR · (torch's worst error so far) + FLOOR
+    where: str  # e.g. "param 1 exp_avg_sq after step 7"
+    worst_error: float  # the implementation's largest error anywhere
+    worst_torch_error: float  # torch's largest error anywhere
+    torch_deviations: int  # elements where torch's non-finite pattern differs from the oracle's
+
+    def __str__(self) -> str:
+        head = "within budget" if self.passed else "OVER BUDGET"
+        return (f"{head}: {_fmt(self.error)} eps vs budget {_fmt(self.budget)} eps "
+                f"(torch {_fmt(self.torch_error)} eps) at {self.where}")
+
+
+def _fmt(x: float) -> str:
+    return "inf" if np.isinf(x) else f"{x:.3g}"
+
+
+def reference_cases(case: Case) -> list[Case]:
+    """The Cases torch's reference path runs to set the budget for `case` (see above)."""
+    if case.objective is None:
+        return [case]
+    copies = []
+    for seed in range(PERTURBED_RUNS):
+        rs = np.random.RandomState(seed)
+        params = tuple(
+            dataclasses.replace(p, init=dtypes.round_to(p.init + rs.randint(-1, 2, p.shape) * dtypes.ulp(p.init, p.dtype), p.dtype))
+            for p in case.params
+        )
+        copies.append(dataclasses.replace(case, params=params))
+    return [case, *copies]
+
+
+def judge(impl: Trace, references: list[Trace], oracle: Trace, case: Case) -> Parity:
+    """Compare `impl` with the oracle within the budget set by torch's runs of `reference_cases`."""
+    for trace in (impl, *references):
+        if trace.error:
+            raise ValueError(f"cannot judge a run that stopped: {trace.error}")
+    worst, worst_impl, worst_torch, deviations = (0.0, 0.0, 0.0, FLOOR, "nothing recorded"), 0.0, 0.0, 0
+    for series in _series(impl, references, oracle, case):
+        torch_so_far = 0.0
+        for where, e_impl, e_torch, dev in series:
+            deviations += dev
+            worst_impl, worst_torch = max(worst_impl, e_impl), max(worst_torch, e_torch)
+            torch_so_far = max(torch_so_far, e_torch)
+            budget = FACTOR * torch_so_far + FLOOR
+            if e_impl / budget > worst[0]:
+                worst = (e_impl / budget, e_impl, torch_so_far, budget, where)
+    ratio, e_impl, e_torch, budget, where = worst
+    return Parity(ratio <= 1.0, e_impl, e_torch, budget, where, worst_impl, worst_torch, deviations)
+
+
+def distance(trace: Trace, oracle: Trace, case: Case) -> tuple[float, int]:
+    """(largest error of `trace` from the oracle in eps at scale, elements whose non-finite
+    pattern differs from the oracle's, which are not compared)."""
+    errors = [(e, dev) for series in _series(trace, [trace], oracle, case) for _, e, _, dev in series]
+    return max((e for e, _ in errors), default=0.0), sum(dev for _, dev in errors)
+
+
+def _series(impl: Trace, references: list[Trace], oracle: Trace, case: Case):
+    """Per tensor, a list of (where, impl error, torch error, torch deviations) per recorded step."""
+    index = {t: k for k, t in enumerate(oracle.steps)}
+    for i, p in enumerate(case.params):
+        for key in ["param", *(k for k in sorted(oracle.state[i]) if k in impl.state[i])]:
+            x, o = _tensor(impl, i, key), _tensor(oracle, i, key)
+            refs = [_tensor(r, i, key) for r in references]
+            if any(r is None for r in refs):  # torch keeps no such state: nothing to budget against
+                continue
+            scale = _rms(o)
+            yield [(f"param {i} {key} after step {t}",
+                    *tensor_error(x[k], [r[k] for r in refs], o[index[t]], p.dtype, scale))
+                   for k, t in enumerate(impl.steps) if t in index]
+
+
+def _tensor(trace: Trace, i: int, key: str) -> np.ndarray | None:
+    return trace.params[i] if key == "param" else trace.state[i].get(key)
+
+
+def tensor_error(x: np.ndarray, refs: list[np.ndarray], o: np.ndarray, dtype: str, scale: float) -> tuple[float, float, int]:
+    """(implementation error, largest torch error, torch deviations) of one tensor snapshot.
+
+    `refs` are torch's values in its reference runs, `scale` the tensor's typical
+    magnitude (`_rms` of its oracle trajectory).
+    """
+    x, o = _components(x), _components(o)
+    e_impl = e_torch = 0.0
+    deviations = 0
+    for r in map(_components, refs):
+        torch_off = _pattern_differs(r, o)
+        impl_off = _pattern_differs(x, o) & (~torch_off | _pattern_differs(x, r))
+        compare = np.isfinite(o) & ~torch_off
+        e_torch = max(e_torch, _error(r, o, compare, dtype, scale))
+        e_impl = max(e_impl, np.inf if impl_off.any() else _error(x, o, compare, dtype, scale))
+        deviations = max(deviations, int(torch_off.sum()))
+    return e_impl, e_torch, deviations
+
+
+def _error(x: np.ndarray, o: np.ndarray, where: np.ndarray, dtype: str, scale: float) -> float:
+    if not where.any():
+        return 0.0
+    x, o = x[where], o[where]
+    floor = max(scale, dtypes.TINY[dtypes.real(dtype)])
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.abs(x - o) / (dtypes.eps(dtype) * np.maximum(np.abs(o), floor))
+    return float(np.max(np.where(np.isnan(e), np.inf, e)))
+
+
+def _rms(series: np.ndarray) -> float:
+    """Root-mean-square of the finite values of a tensor's trajectory (max |o| if that overflows)."""
+    values = np.abs(_components(series))
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0
+    with np.errstate(over="ignore"):
+        rms = float(np.sqrt(np.mean(values * values)))
+    return rms if np.isfinite(rms) else float(values.max())
+
+
+def _pattern_differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elements whose class differs: finite vs not, NaN vs not, +inf vs -inf."""
+    return (np.isfinite(a) != np.isfinite(b)) | (np.isnan(a) != np.isnan(b)) | (np.isinf(a) & np.isinf(b) & (a != b))
+
+
+def _components(a: np.ndarray) -> np.ndarray:
+    return np.stack([a.real, a.imag], axis=-1) if np.iscomplexobj(a) else a

@@ -1,0 +1,144 @@
+r"""The truth: Adam and AdamW in numpy extended precision, independent of torch.
+
+Written from the papers and torch's documented algorithm, not from torch's code, and
+computed in ``np.longdouble`` (64-bit significand on x86; quad on some platforms) so
+that its own rounding is far below any implementation's. No torch is imported here.
+
+For each parameter θ that has a gradient at step t (t counts that parameter's own
+steps, starting at 1), with learning rate γ, betas β₁ β₂, ε and weight decay λ:
+
+    g  ← -∇f(θ) if maximize else ∇f(θ)
+    adam  (coupled L2):  g ← g + λθ                 torch.optim.Adam
+    adamw (decoupled):   θ ← θ(1 - γλ)               torch.optim.AdamW (arXiv 1711.05101,
+                                                     with the decay scaled by γ as torch does)
+    m  ← β₁m + (1 - β₁)g                             (Kingma & Ba, arXiv 1412.6980, Alg. 1)
+    v  ← β₂v + (1 - β₂)g²
+    v̄  ← max(v̄, v) if amsgrad else v                 (max of the raw v, as torch; Reddi et al.)
+    θ  ← θ - γ/(1 - β₁ᵗ) · m / (√v̄ / √(1 - β₂ᵗ) + ε)    (ε added after bias correction)
+
+Parameters without a gradient at a step are skipped: no decay, no moment update, no
+step count. Complex parameters are pairs of independent reals (torch's view_as_real):
+g² is taken per component, never g·g complex. Hyperparameters are read from each
+group at each step, so lr schedules apply from the step they are set before.
+A closed-loop Case (the seed notebook's MLP) computes its gradients here too, by
+backpropagation in the same precision. Division by zero and overflow follow IEEE
+rules. One place where torch's arithmetic differs on non-finite values: torch forms
+the first moment with lerp, m + (1-β₁)(g - m), which turns m = inf into NaN at the next
+finite gradient, where β₁m + (1-β₁)g stays inf. The oracle keeps the formula above;
+the budget lets an implementation follow either where torch departs from it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conformance.case import Case, Trace
+from conformance.spec import SPECS, Spec
+
+X = np.longdouble
+
+
+def run(case: Case, spec: Spec | None = None) -> Trace:
+    """The exact trajectory of `case` under `spec` (default: the case's own spec)."""
+    spec = spec or SPECS[case.spec]
+    theta = [_real_view(p.init) for p in case.params]
+    m = [np.zeros_like(x) for x in theta]
+    v = [np.zeros_like(x) for x in theta]
+    v_max = [np.zeros_like(x) for x in theta]
+    count = [0] * len(theta)
+    hyper = [dict(lr=g.lr, betas=g.betas, eps=g.eps, weight_decay=g.weight_decay, maximize=g.maximize) for g in case.groups]
+    record = set(case.recorded)
+    steps, snapshots, losses = [], [], []
+
+    with np.errstate(all="ignore"):  # IEEE semantics: inf and NaN propagate silently
+        for t, step in enumerate(case.steps, start=1):
+            for j, key, value in step.set:
+                hyper[j][key] = value
+            if case.objective is None:
+                grads = [None if g is None else _real_view(g) for g in step.grads]
+            else:
+                loss, grads = _mlp_mse(theta, case.objective.inputs, case.objective.targets)
+                losses.append(loss)
+            for j, group in enumerate(case.groups):
+                if group.added_at > t:
+                    continue
+                h = hyper[j]
+                decay = spec.decay_mode(group.decoupled_weight_decay)
+                for i in group.params:
+                    if grads[i] is None:
+                        continue
+                    count[i] += 1
+                    theta[i], m[i], v[i], v_max[i] = _adam_step(
+                        theta[i], grads[i], m[i], v[i], v_max[i], count[i], h, group.amsgrad, decay
+                    )
+            if t in record:
+                steps.append(t)
+                snapshots.append([(x.copy(), a.copy(), b.copy(), c.copy(), count[i]) for i, (x, a, b, c) in enumerate(zip(theta, m, v, v_max))])
+
+    return _trace(case, steps, snapshots, losses)
+
+
+def _adam_step(theta, g, m, v, v_max, t, h, amsgrad, decay):
+    """One step of one parameter (all arrays real, longdouble). Returns θ, m, v, v̄."""
+    lr, (beta1, beta2), eps, wd = X(h["lr"]), map(X, h["betas"]), X(h["eps"]), X(h["weight_decay"])
+    if h["maximize"]:
+        g = -g
+    if wd != 0:
+        if decay == "decoupled":
+            theta = theta * (1 - lr * wd)
+        else:
+            g = g + wd * theta
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    if amsgrad:
+        v_max = np.maximum(v_max, v)
+    second = v_max if amsgrad else v
+    bias1, bias2 = 1 - beta1**t, 1 - beta2**t
+    theta = theta - lr / bias1 * m / (np.sqrt(second) / np.sqrt(bias2) + eps)
+    return theta, m, v, v_max
+
+
+def _mlp_mse(theta, inputs, targets):
+    """Loss Σ(relu(x W1ᵀ + b1) W2ᵀ + b2 - y)² and its gradients, by backpropagation."""
+    w1, b1, w2, b2 = theta
+    x, y = inputs.astype(X), targets.astype(X)
+    pre = x @ w1.T + b1
+    hidden = np.maximum(pre, 0)
+    residual = hidden @ w2.T + b2 - y
+    d_out = 2 * residual
+    d_pre = (d_out @ w2) * (pre > 0)  # relu'(0) = 0, as torch
+    grads = [d_pre.T @ x, d_pre.sum(axis=0), d_out.T @ hidden, d_out.sum(axis=0)]
+    return float(np.sum(residual * residual)), grads
+
+
+def _real_view(a: np.ndarray) -> np.ndarray:
+    """Longdouble copy; complex as a trailing (re, im) axis of independent reals."""
+    if np.iscomplexobj(a):
+        return np.stack([a.real, a.imag], axis=-1).astype(X)
+    return a.astype(X)
+
+
+def _stored(x: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Back from longdouble to the case's storage (float64 / complex128), rounded once."""
+    if np.iscomplexobj(like):
+        return x[..., 0].astype(np.float64) + 1j * x[..., 1].astype(np.float64)
+    return x.astype(np.float64)
+
+
+def _trace(case: Case, steps, snapshots, losses) -> Trace:
+    params, state = [], []
+    for i, p in enumerate(case.params):
+        amsgrad = any(g.amsgrad for g in case.groups if i in g.params)
+        series = [s[i] for s in snapshots]
+        stack = lambda k: np.stack([_stored(s[k], p.init) for s in series]) if series else np.zeros((0, *p.shape), p.init.dtype)  # noqa: E731
+        params.append(stack(0))
+        entry = {"exp_avg": stack(1), "exp_avg_sq": stack(2), "step": np.array([float(s[4]) for s in series], dtype=np.float64)}
+        if amsgrad:
+            entry["max_exp_avg_sq"] = stack(3)
+        state.append(entry)
+    return Trace(
+        steps=tuple(steps),
+        params=tuple(params),
+        state=tuple(state),
+        losses=np.array(losses, dtype=np.float64) if case.objective is not None else None,
+    )

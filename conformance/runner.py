@@ -1,0 +1,92 @@
+"""Run any implementation through a Case: Case -> Trace.
+
+The one runner behind every check, golden file and benchmark. It drives the target
+with `conformance.drive` and guards torch's global state: a target that changes the
+default dtype, the grad mode or the RNG is noted and the state restored, so one
+hostile target cannot skew the runs after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from conformance.case import Case, Observation, Trace
+from conformance.drive import drive
+from conformance.registry import Implementation
+
+
+class Unclaimed(ValueError):
+    """The Case needs a feature the implementation does not claim, or another device."""
+
+
+def run(impl: Implementation, case: Case, device: str = "cpu") -> Trace:
+    """Drive `impl` through `case` on `device` and return what it produced."""
+    missing = case.features() - impl.claims
+    if missing:
+        raise Unclaimed(f"{impl.name} does not claim {', '.join(sorted(missing))}, which this case needs")
+    if device not in impl.devices:
+        raise Unclaimed(f"{impl.name} does not run on {device}")
+    meta, arrays = case.to_json()
+    notes: list[Observation] = []
+    with guarded_global_state(notes, step=len(case.steps)):
+        result = drive(impl.factory, meta, {k: plain(a) for k, a in arrays.items()}, impl.claims, device)
+    return to_trace(result, case, notes)
+
+
+def plain(a: np.ndarray) -> np.ndarray:
+    """The array as drive takes it: real float64, complex as a trailing (re, im) axis."""
+    if np.iscomplexobj(a):
+        return np.stack([a.real, a.imag], axis=-1)
+    return a
+
+
+def to_trace(result: dict, case: Case, notes: list[Observation]) -> Trace:
+    """The Trace of a `drive` result (torch tensors) as numpy arrays."""
+    params, state = [], []
+    for i, p in enumerate(case.params):
+        shapes = {"step": ((), np.float64)}
+
+        def value(snap: dict, key: str) -> np.ndarray:  # absent state (not yet stepped) reads as zeros
+            shape, dtype = shapes.get(key, (p.shape, p.init.dtype))
+            return snap[key].numpy() if key in snap else np.zeros(shape, dtype)
+
+        def stack(arrays: list, key: str) -> np.ndarray:
+            shape, dtype = shapes.get(key, (p.shape, p.init.dtype))
+            return np.stack(arrays) if arrays else np.zeros((0, *shape), dtype)
+
+        snaps = result["state"][i]
+        params.append(stack([s.numpy() for s in result["params"][i]], "param"))
+        keys = sorted(set().union(*snaps)) if snaps else ["step"]
+        state.append({k: stack([value(s, k) for s in snaps], k) for k in keys})
+    return Trace(
+        steps=tuple(result["steps"]),
+        params=tuple(params),
+        state=tuple(state),
+        losses=np.array(result["losses"], dtype=np.float64) if case.objective is not None else None,
+        observations=tuple(Observation(*o) for o in result["observations"]) + tuple(notes),
+        error=result["error"],
+    )
+
+
+@contextlib.contextmanager
+def guarded_global_state(notes: list[Observation], step: int):
+    """Restore torch's default dtype, grad mode and RNG after the block; note any change."""
+    dtype, grad, rng = torch.get_default_dtype(), torch.is_grad_enabled(), torch.random.get_rng_state()
+    try:
+        yield
+    finally:
+        changed = []
+        if torch.get_default_dtype() != dtype:
+            changed.append(f"the default dtype ({dtype} -> {torch.get_default_dtype()})")
+            torch.set_default_dtype(dtype)
+        if torch.is_grad_enabled() != grad:
+            changed.append(f"grad mode ({grad} -> {torch.is_grad_enabled()})")
+            torch.set_grad_enabled(grad)
+        if not torch.equal(torch.random.get_rng_state(), rng):
+            changed.append("the global RNG state (it drew random numbers)")
+            torch.random.set_rng_state(rng)
+        if changed:
+            notes.append(Observation(step, None, "global-state", "changed " + ", ".join(changed) + "; restored"))

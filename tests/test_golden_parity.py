@@ -1,0 +1,42 @@
+"""Every built-in implementation reproduces every golden trace within the error budget."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from conformance import budget, golden, resolve, runner
+
+IMPLEMENTATIONS = ["eager", "foreach", "compiled", "triton", "torch", "torch-foreach", "torch-fused"]
+
+# torch's own paths where they leave the budget, with the evidence (strict: if torch
+# fixes it, the test says so).
+TORCH_DEVIATIONS = {
+    ("torch-fused", "noncontiguous-layouts"): "torch's fused CPU Adam reads a gradient with its parameter's strides: "
+    "a transposed parameter with a contiguous gradient (or the reverse) is updated with the wrong gradient elements",
+}
+
+
+@functools.cache
+def _golden(name: str):
+    _, case, trace = golden.read_scenario(golden.DEFAULT_DIR, name)
+    reference = resolve("torch" if case.spec == "adam" else "torch-adamw")
+    return case, trace, [runner.run(reference, c) for c in budget.reference_cases(case)]
+
+
+@pytest.mark.parametrize("scenario", golden.scenarios())
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+def test_reproduces_the_golden_trace_within_budget(name, scenario, request):
+    case, oracle_trace, references = _golden(scenario)
+    impl = resolve(name if case.spec == "adam" else f"{name}-adamw")
+    unclaimed = case.features() - impl.claims
+    if unclaimed:
+        pytest.skip(f"{impl.name} does not claim {', '.join(sorted(unclaimed))}")
+    if (name, scenario) in TORCH_DEVIATIONS:
+        request.applymarker(pytest.mark.xfail(reason=TORCH_DEVIATIONS[name, scenario], strict=True))
+    trace = runner.run(impl, case)
+    assert trace.error is None, trace.error
+    assert not trace.observations, [str(o) for o in trace.observations]
+    parity = budget.judge(trace, references, oracle_trace, case)
+    assert parity.passed, f"{impl.name} on {scenario}: {parity}"
