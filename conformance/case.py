@@ -50,6 +50,10 @@ class Param:
     layout: str = "contiguous"
     grad_layout: str = "contiguous"
 
+    def __post_init__(self):  # numpy arithmetic on 0-d arrays returns scalars
+        if isinstance(self.init, np.generic):
+            object.__setattr__(self, "init", np.asarray(self.init))
+
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.init.shape)
@@ -89,6 +93,9 @@ class Step:
     events: tuple[str, ...] = ()
     closure: bool = False
 
+    def __post_init__(self):  # numpy arithmetic on 0-d arrays returns scalars
+        object.__setattr__(self, "grads", tuple(np.asarray(g) if isinstance(g, np.generic) else g for g in self.grads))
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Objective:
@@ -115,6 +122,34 @@ class Case:
 
     def __post_init__(self):
         _validate(self)
+
+    def __repr__(self) -> str:
+        return f"<Case {self.describe().splitlines()[0]}>"
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # how hypothesis prints a falsifying example
+        printer.text("\n".join(["<Case", *self.describe().splitlines(), ">"]))
+
+    def describe(self) -> str:
+        """A few readable lines: what a person needs to see of a (minimal) Case."""
+        lines = [f"{self.name + ': ' if self.name else ''}spec {self.spec}, {len(self.params)} param(s), "
+                 f"{len(self.groups)} group(s), {len(self.steps)} step(s)"
+                 + (f", closed loop {self.objective.kind}" if self.objective else "")]
+        for i, p in enumerate(self.params):
+            layout = "" if p.layout == p.grad_layout == "contiguous" else f", {p.layout} (grad {p.grad_layout})"
+            lines.append(f"  param {i}: {p.dtype} {p.shape}{layout}")
+        for j, g in enumerate(self.groups):
+            flags = [f for f in ("amsgrad", "maximize", "decoupled_weight_decay", "tensor_lr") if getattr(g, f)]
+            joins = f", joins before step {g.added_at}" if g.added_at > 1 else ""
+            lines.append(f"  group {j}: params {list(g.params)} lr={g.lr!r} betas={g.betas!r} eps={g.eps!r} "
+                         f"weight_decay={g.weight_decay!r}{''.join(' ' + f for f in flags)}{joins}")
+        for t, s in enumerate(self.steps, start=1):
+            parts = []
+            if s.grads:
+                parts.append("grads " + ", ".join(_grad_summary(g) for g in s.grads))
+            parts += [f"set group {g} {k}={v!r}" for g, k, v in s.set] + list(s.events)
+            parts += ["through step(closure)"] if s.closure else []
+            lines.append(f"  step {t}: " + "; ".join(parts or ["from the objective"]))
+        return "\n".join(lines)
 
     @property
     def recorded(self) -> tuple[int, ...]:
@@ -228,6 +263,18 @@ class Case:
     def fingerprint(self) -> str:
         """sha256 of the serialised form: equal fingerprints mean identical Cases."""
         return fingerprint(*self.to_json())
+
+
+def _grad_summary(g: np.ndarray | None) -> str:
+    if g is None:
+        return "None"
+    if g.size == 0:
+        return "[]"
+    if g.size <= 3:
+        return np.array2string(np.asarray(g).ravel(), precision=3, separator=", ")
+    finite = np.isfinite(g)
+    special = "" if finite.all() else f" with {int((~finite).sum())} non-finite"
+    return f"|g|≤{np.max(np.abs(g[finite])) if finite.any() else 0:.3g}{special}"
 
 
 def fingerprint(meta: Mapping, arrays: Mapping[str, np.ndarray]) -> str:

@@ -28,7 +28,7 @@ def make_tensor(values, dtype: str, layout: str, device) -> torch.Tensor:
     """A tensor of `dtype` holding `values`, with the given memory layout."""
     src = torch.as_tensor(values, dtype=torch.float64)
     if dtype.startswith("complex"):
-        src = torch.view_as_complex(src.contiguous())
+        src = torch.complex(src[..., 0], src[..., 1])
     shape, kw = tuple(src.shape), dict(dtype=DTYPES[dtype], device=device)
     if layout == "transposed":  # dense, dimensions in reverse memory order
         t = torch.empty(shape[::-1], **kw).permute(*reversed(range(len(shape))))

@@ -36,11 +36,18 @@ def storage(dtype: str) -> type:
     return np.complex128 if is_complex(dtype) else np.float64
 
 
+def complex_from(re, im) -> np.ndarray:
+    """A complex128 array from its parts. (``re + 1j * im`` turns an infinite part into NaN.)"""
+    out = np.empty(np.broadcast(re, im).shape, dtype=np.complex128)
+    out.real, out.imag = re, im
+    return out
+
+
 def round_to(values, dtype: str) -> np.ndarray:
     """`values` rounded to nearest (ties to even) in `dtype`, held as float64 / complex128."""
     values = np.asarray(values)
     if is_complex(dtype):
-        return np.asarray(round_to(values.real, real(dtype)) + 1j * round_to(values.imag, real(dtype)))
+        return complex_from(round_to(values.real, real(dtype)), round_to(values.imag, real(dtype)))
     values = values.astype(np.float64)
     if dtype == "float64":
         return values.copy()

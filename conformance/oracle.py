@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from conformance.case import Case, Trace
+from conformance.dtypes import complex_from
 from conformance.spec import SPECS, Spec
 
 X = np.longdouble
@@ -121,7 +122,7 @@ def _real_view(a: np.ndarray) -> np.ndarray:
 def _stored(x: np.ndarray, like: np.ndarray) -> np.ndarray:
     """Back from longdouble to the case's storage (float64 / complex128), rounded once."""
     if np.iscomplexobj(like):
-        return x[..., 0].astype(np.float64) + 1j * x[..., 1].astype(np.float64)
+        return complex_from(x[..., 0].astype(np.float64), x[..., 1].astype(np.float64))
     return x.astype(np.float64)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from conformance.case import Case, Group, Objective, Param, Step
-from conformance.dtypes import is_complex, round_to
+from conformance.dtypes import complex_from, is_complex, round_to
 
 SCENARIOS: dict[str, tuple[str, Callable[[], Case]]] = {}
 
@@ -36,7 +36,7 @@ def values(rs: np.random.RandomState, shape, dtype: str, scale: float = 1.0) -> 
     """Normal values of `shape`, times `scale`, exact in `dtype`."""
     draw = lambda: rs.standard_normal(shape).astype(np.float32 if dtype != "float64" and dtype != "complex128" else np.float64) * scale  # noqa: E731
     if is_complex(dtype):
-        return round_to(draw() + 1j * draw(), dtype)
+        return round_to(complex_from(draw(), draw()), dtype)
     return round_to(draw(), dtype)
 
 

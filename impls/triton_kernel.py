@@ -45,10 +45,10 @@ def adam_kernel(
     offsets = tl.load(block_start + b) + tl.arange(0, BLOCK)
     mask = offsets < tl.load(numels + i)
 
-    param_ptr = tl.load(param_ptrs + i).to(tl.pointer_type(DTYPE))
-    grad_ptr = tl.load(grad_ptrs + i).to(tl.pointer_type(DTYPE))
-    exp_avg_ptr = tl.load(exp_avg_ptrs + i).to(tl.pointer_type(DTYPE))
-    exp_avg_sq_ptr = tl.load(exp_avg_sq_ptrs + i).to(tl.pointer_type(DTYPE))
+    param_at = tl.load(param_ptrs + i)
+    grad_at = tl.load(grad_ptrs + i)
+    exp_avg_at = tl.load(exp_avg_ptrs + i)
+    exp_avg_sq_at = tl.load(exp_avg_sq_ptrs + i)
 
     decay = tl.load(scalars + 0).to(COMPUTE)
     one_minus_beta1 = tl.load(scalars + 1).to(COMPUTE)
@@ -58,10 +58,10 @@ def adam_kernel(
     neg_step_size = tl.load(neg_step_sizes + i).to(COMPUTE)
     bias_correction2_sqrt = tl.load(bias_correction2_sqrts + i).to(COMPUTE)
 
-    p = tl.load(param_ptr + offsets, mask=mask, other=0).to(COMPUTE)
-    g = tl.load(grad_ptr + offsets, mask=mask, other=0).to(COMPUTE)
-    m = tl.load(exp_avg_ptr + offsets, mask=mask, other=0).to(COMPUTE)
-    v = tl.load(exp_avg_sq_ptr + offsets, mask=mask, other=0).to(COMPUTE)
+    p = _load(param_at, offsets, mask, DTYPE, COMPUTE)
+    g = _load(grad_at, offsets, mask, DTYPE, COMPUTE)
+    m = _load(exp_avg_at, offsets, mask, DTYPE, COMPUTE)
+    v = _load(exp_avg_sq_at, offsets, mask, DTYPE, COMPUTE)
 
     if MAXIMIZE:
         g = -g
@@ -74,29 +74,40 @@ def adam_kernel(
     v = v * beta2 + one_minus_beta2 * g * g
     second_moment = v
     if AMSGRAD:
-        max_ptr = tl.load(max_exp_avg_sq_ptrs + i).to(tl.pointer_type(DTYPE))
-        v_max = tl.load(max_ptr + offsets, mask=mask, other=0).to(COMPUTE)
-        v_max = tl.maximum(v_max, v, propagate_nan=tl.PropagateNan.ALL)
-        tl.store(max_ptr + offsets, _rounded(v_max, DTYPE), mask=mask)
+        max_at = tl.load(max_exp_avg_sq_ptrs + i)
+        v_max = tl.maximum(_load(max_at, offsets, mask, DTYPE, COMPUTE), v, propagate_nan=tl.PropagateNan.ALL)
+        _store(max_at, offsets, v_max, mask, DTYPE)
         second_moment = v_max
     denom = tl.sqrt(second_moment) / bias_correction2_sqrt + eps
     p = p + neg_step_size * (m / denom)
 
-    tl.store(param_ptr + offsets, _rounded(p, DTYPE), mask=mask)
-    tl.store(exp_avg_ptr + offsets, _rounded(m, DTYPE), mask=mask)
-    tl.store(exp_avg_sq_ptr + offsets, _rounded(v, DTYPE), mask=mask)
+    _store(param_at, offsets, p, mask, DTYPE)
+    _store(exp_avg_at, offsets, m, mask, DTYPE)
+    _store(exp_avg_sq_at, offsets, v, mask, DTYPE)
+
+
+# bfloat16 moves through memory as its 16 bits. Triton's interpreter converts bfloat16
+# wrongly both ways (it truncates float32 -> bfloat16 whatever fp_downcast_rounding says,
+# and mangles subnormals on the way up); on the bits both conversions are exact, and the
+# same on every backend.
 
 
 @triton.jit
-def _rounded(x, DTYPE: tl.constexpr):
-    """`x` rounded to DTYPE, to nearest even.
+def _load(address, offsets, mask, DTYPE: tl.constexpr, COMPUTE: tl.constexpr):
+    """Elements of a tensor of DTYPE at `address`, widened to COMPUTE."""
+    if DTYPE == tl.bfloat16:
+        bits = tl.load(address.to(tl.pointer_type(tl.uint16)) + offsets, mask=mask, other=0)
+        return (bits.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+    return tl.load(address.to(tl.pointer_type(DTYPE)) + offsets, mask=mask, other=0).to(COMPUTE)
 
-    Triton's interpreter truncates fp32 to bfloat16 (whatever ``fp_downcast_rounding``
-    says), so bfloat16 is rounded by hand on the bits: the result is exactly
-    representable and the final conversion is exact on every backend.
-    """
+
+@triton.jit
+def _store(address, offsets, x, mask, DTYPE: tl.constexpr):
+    """Store `x` rounded to DTYPE (to nearest, ties to even) at `address`."""
     if DTYPE == tl.bfloat16:
         bits = x.to(tl.uint32, bitcast=True)
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-        x = tl.where(x != x, x, bits.to(tl.float32, bitcast=True))
-    return x.to(DTYPE)
+        rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).to(tl.uint16)
+        nan = (bits >> 16).to(tl.uint16) | 0x40  # keep NaN a (quiet) NaN
+        tl.store(address.to(tl.pointer_type(tl.uint16)) + offsets, tl.where(x != x, nan, rounded), mask=mask)
+    else:
+        tl.store(address.to(tl.pointer_type(DTYPE)) + offsets, x.to(DTYPE), mask=mask)

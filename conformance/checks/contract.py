@@ -1,0 +1,195 @@
+"""The API contract: what torch.optim.Adam promises beside the numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from conformance.case import Case, Trace
+from conformance.checks.base import CheckFailure, Evidence, Target, check, holds
+from conformance.checks.parity import within_budget
+
+
+def _observed(target: Target, case: Case, kind: str, statement: str) -> None:
+    """The run of `case` notes no observation of `kind`."""
+    trace = target.run(case)
+    notes = [o for o in trace.observations if o.kind == kind]
+    if notes:
+        more = f" (and {len(notes) - 1} more)" if len(notes) > 1 else ""
+        raise CheckFailure(f"{statement}: {notes[0]}{more}", [case])
+
+
+@check("contract.in-place", "step() updates parameters in place: same storage, dtype, shape and strides.")
+def in_place(target: Target, evidence: Evidence, data) -> None:
+    evidence.saw(None)
+    holds(target, evidence, _observed, data.draw(target.cases(), label="case"), "param-replaced", "a parameter was replaced")
+
+
+@check("contract.grad-untouched", "step() never writes to a gradient.")
+def grad_untouched(target: Target, evidence: Evidence, data) -> None:
+    evidence.saw(None)
+    holds(target, evidence, _observed, data.draw(target.cases(), label="case"), "grad-modified", "a gradient was modified")
+
+
+@check("contract.global-state", "step() leaves torch's global state alone: the default dtype, grad mode and RNG.")
+def global_state(target: Target, evidence: Evidence, data) -> None:
+    evidence.saw(None)
+    holds(target, evidence, _observed, data.draw(target.cases(), label="case"), "global-state", "torch's global state changed")
+
+
+@check("contract.closure", "step(closure) calls the closure exactly once and returns its loss.", needs=["closure"])
+def closure(target: Target, evidence: Evidence, data) -> None:
+    case = data.draw(target.cases(), label="case")
+    case = dataclasses.replace(case, steps=tuple(dataclasses.replace(s, closure=True) for s in case.steps))
+    evidence.saw(None)
+    holds(target, evidence, _observed, case, "closure", "step(closure) broke its contract")
+
+
+@check(
+    "contract.no-grad-untouched",
+    "A parameter without a grad at a step, and its state, stay exactly as they were: no decay, "
+    "no moment update, no step count (steps are counted per parameter).",
+)
+def no_grad_untouched(target: Target, evidence: Evidence, data) -> None:
+    case = data.draw(target.cases(), label="case")
+    assume(any(g is None for s in case.steps for g in s.grads))
+    evidence.saw(None)
+    holds(target, evidence, _untouched_without_grad, case)
+
+
+def _untouched_without_grad(target: Target, case: Case) -> None:
+    trace = target.run(case)
+    if trace.error:
+        raise CheckFailure(f"the run raised: {trace.error}", [case])
+    for i, p in enumerate(case.params):
+        before = {"param": p.init}
+        for t, s in enumerate(case.steps, start=1):
+            now = {"param": trace.params[i][t - 1], **{k: a[t - 1] for k, a in trace.state[i].items()}}
+            if s.grads[i] is None:
+                changed = [k for k in now if k in before and not _identical(now[k], before[k])]
+                changed += [k for k in now if k not in before and k != "param" and np.any(now[k] != 0)]
+                if changed:
+                    raise CheckFailure(f"param {i} had no grad at step {t}, yet its {', '.join(changed)} changed", [case])
+            before = now
+
+
+@check(
+    "contract.state-dict",
+    "Saving the state_dict mid-run and loading it into a fresh optimizer, directly or through "
+    "torch.save / torch.load(weights_only=True), continues the identical trajectory.",
+)
+def state_dict(target: Target, evidence: Evidence, data) -> None:
+    case = data.draw(target.cases(events=False), label="case")
+    assume(len(case.steps) >= 2)
+    t = data.draw(st.integers(2, len(case.steps)), label="reload before step")
+    how = data.draw(st.sampled_from(["reload", "reload_file"]), label="how")
+    steps = list(case.steps)
+    steps[t - 1] = dataclasses.replace(steps[t - 1], events=(how,))
+    reloaded = dataclasses.replace(case, steps=tuple(steps))
+    evidence.saw(None)
+    holds(target, evidence, _same_runs, reloaded, case, f"{how} before step {t}")
+
+
+@check("contract.determinism", "Two runs of the same Case give bitwise identical results.")
+def determinism(target: Target, evidence: Evidence, data) -> None:
+    case = data.draw(target.cases(), label="case")
+    evidence.saw(None)
+    holds(target, evidence, _same_runs, case, case, "a second run")
+
+
+INVALID = {
+    "lr": [-1e-3, -1.0, float("nan")],
+    "eps": [-1e-8, float("nan")],
+    "beta1": [1.0, 1.5, -0.1, float("nan")],
+    "beta2": [1.0, 1.5, -0.1, float("nan")],
+    "weight_decay": [-0.1, float("nan")],
+}
+
+
+@check(
+    "contract.invalid-hyperparameters",
+    "Invalid hyperparameters (lr, eps or weight decay negative or NaN; a beta outside [0, 1)) raise "
+    "ValueError at construction, as torch does.",
+)
+def invalid_hyperparameters(target: Target, evidence: Evidence, data) -> None:
+    names = [n for n in INVALID if n != "weight_decay" or "weight_decay" in target.claims]
+    name = data.draw(st.sampled_from(names), label="hyperparameter")
+    value = data.draw(st.sampled_from(INVALID[name]), label="invalid value")
+    kwargs = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    if name.startswith("beta"):
+        kwargs["betas"] = (value, 0.999) if name == "beta1" else (0.9, value)
+    else:
+        kwargs[name] = value
+    evidence.saw(None)
+    holds(target, evidence, _rejected, kwargs)
+
+
+def _rejected(target: Target, kwargs: dict) -> None:
+    try:
+        target.impl.factory([torch.zeros(3, requires_grad=True)], **kwargs)
+    except ValueError:
+        return
+    except Exception as e:
+        raise CheckFailure(f"{_call(kwargs)} raised {type(e).__name__} ({e}), where torch raises ValueError") from None
+    raise CheckFailure(f"{_call(kwargs)} was accepted, where torch raises ValueError")
+
+
+def _call(kwargs: dict) -> str:
+    return "factory(params, " + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
+
+
+@check("contract.sparse-gradients", "A sparse gradient makes step() raise, as torch does (Adam is dense-only).")
+def sparse_gradients(target: Target, evidence: Evidence, data) -> None:
+    evidence.saw(None)
+    holds(target, evidence, _sparse_rejected, data.draw(st.integers(2, 64), label="size"))
+
+
+def _sparse_rejected(target: Target, n: int) -> None:
+    param = torch.zeros(n, requires_grad=True, device=target.device)
+    opt = target.impl.factory([param], lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    param.grad = torch.sparse_coo_tensor(torch.tensor([[0, n - 1]]), torch.tensor([1.0, -1.0]), (n,), device=target.device)
+    try:
+        opt.step()
+    except Exception:
+        return
+    raise CheckFailure(f"step() accepted a sparse gradient of a ({n},) parameter, where torch raises RuntimeError")
+
+
+@check(
+    "contract.non-finite",
+    "NaN and inf gradients propagate as torch propagates them: the same elements become NaN or inf, "
+    "and the finite ones stay within the error budget.",
+)
+def non_finite(target: Target, evidence: Evidence, data) -> None:
+    within_budget(target, evidence, data.draw(target.cases(non_finite=True), label="case"))
+
+
+def _identical(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+
+
+def _same_runs(target: Target, first: Case, second: Case, what: str) -> None:
+    """The runs of `first` and `second` are bitwise identical (NaN equal to NaN)."""
+    _assert_identical(target.run(first), target.run(second), what, [first] if first is second else [first, second])
+
+
+def _assert_identical(a: Trace, b: Trace, what: str, cases) -> None:
+    for trace in (a, b):
+        if trace.error:
+            raise CheckFailure(f"{what}: a run raised: {trace.error}", cases)
+    for i, (pa, pb) in enumerate(zip(a.params, b.params)):
+        pairs = [("param", pa, pb)] + [(k, a.state[i].get(k), b.state[i].get(k)) for k in sorted(set(a.state[i]) | set(b.state[i]))]
+        for key, x, y in pairs:
+            if x is None or y is None or not _identical(x, y):
+                step = "" if x is None or y is None else f" after step {a.steps[np.argwhere(~_equal_rows(x, y))[0][0]]}"
+                raise CheckFailure(f"{what}: param {i} {key} differs{step}", cases)
+
+
+def _equal_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per snapshot: whether x and y are identical (NaN equal to NaN)."""
+    same = (x == y) | (np.isnan(x) & np.isnan(y))
+    return same.reshape(len(same), -1).all(axis=1)

@@ -1,0 +1,276 @@
+"""Invariants: properties that need no reference, from the structure of Adam itself."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from conformance import dtypes, transforms
+from conformance.case import Case, Step
+from conformance.checks.base import CheckFailure, CheckSkipped, Evidence, Target, assert_same_trajectory, check, holds
+from conformance.strategies import MAGNITUDE_RANGE
+
+#: Roundings in one Adam step of one element (negation, decay, two moment updates,
+#: sqrt, two divisions, eps, the final multiply-subtract): a closed form computed exactly
+#: may differ from a correct implementation by this many eps at the scale of the terms.
+STEP_ROUNDINGS = 8
+
+
+def with_groups(case: Case, **hyper) -> Case:
+    """`case` with the given hyperparameters in every group (and no changes to them between steps)."""
+    groups = tuple(dataclasses.replace(g, **hyper) for g in case.groups)
+    steps = tuple(dataclasses.replace(s, set=tuple(c for c in s.set if c[1] not in hyper)) for s in case.steps)
+    return dataclasses.replace(case, groups=groups, steps=steps)
+
+
+def _components(a: np.ndarray) -> np.ndarray:
+    return np.stack([a.real, a.imag], axis=-1) if np.iscomplexobj(a) else a
+
+
+def _group_of(case: Case) -> dict[int, int]:
+    return {i: j for j, g in enumerate(case.groups) for i in g.params}
+
+
+def _ran(target: Target, case: Case):
+    trace = target.run(case)
+    if trace.error:
+        raise CheckFailure(f"the run raised: {trace.error}", [case])
+    return trace
+
+
+@check(
+    "invariant.first-step",
+    "One step from fresh state moves each element by exactly -lr·g/(|g| + eps) (g negated under "
+    "maximize), Adam's closed form when m̂ = g and v̂ = g².",
+)
+def first_step(target: Target, evidence: Evidence, data) -> None:
+    case = with_groups(data.draw(target.cases(max_steps=1, events=False, late_joins=False), label="case"), weight_decay=0.0)
+    evidence.saw(None)
+    holds(target, evidence, _first_step_closed_form, case)
+
+
+def _first_step_closed_form(target: Target, case: Case) -> None:
+    trace = _ran(target, case)
+    group = _group_of(case)
+    for i, p in enumerate(case.params):
+        g = case.steps[0].grads[i]
+        if g is None:
+            continue
+        h = case.groups[group[i]]
+        theta0, g = _components(p.init).astype(np.longdouble), _components(g).astype(np.longdouble)
+        g = -g if h.maximize else g
+        with np.errstate(all="ignore"):
+            step = np.longdouble(h.lr) * g / (np.abs(g) + np.longdouble(h.eps))
+            want = (theta0 - step).astype(np.float64)
+            got = _components(trace.params[i][0])
+            allowed = STEP_ROUNDINGS * dtypes.eps(p.dtype) * (np.abs(theta0) + np.abs(step)).astype(np.float64)
+            bad = ~((np.abs(got - want) <= allowed) | (np.isnan(got) & np.isnan(want)))
+        if bad.any():
+            k = tuple(int(x) for x in np.argwhere(bad)[0])
+            raise CheckFailure(f"param {i} element {k}: moved to {got[k]!r}, the closed form gives {want[k]!r} "
+                               f"(±{allowed[k]:.3g}) from θ={float(theta0[k])!r}, g={float(g[k])!r}", [case])
+
+
+def _same_after(target: Target, case: Case, new: Case, back: transforms.Back, what: str) -> None:
+    assert_same_trajectory(back(target.run(new)), target.run(case), case, what, [case, new])
+
+
+@check(
+    "invariant.permutation",
+    "Shuffling the elements of every parameter and its gradients shuffles the result the same "
+    "way: the update is elementwise.",
+)
+def permutation(target: Target, evidence: Evidence, data) -> None:
+    case = data.draw(target.cases(), label="case")
+    new, back = transforms.permute_elements(case, data.draw(st.integers(0, 2**32 - 1), label="permutation seed"))
+    evidence.saw(None)
+    holds(target, evidence, _same_after, case, new, back, "shuffled elements")
+
+
+@check(
+    "invariant.partition",
+    "Splitting a tensor in two, listing parameters in another order (interleaving dtypes), or giving "
+    "each parameter a group of its own with the same hyperparameters gives the same result.",
+)
+def partition(target: Target, evidence: Evidence, data) -> None:
+    case = data.draw(target.cases(), label="case")
+    options = ["regroup"] * any(len(g.params) > 1 for g in case.groups) + ["reorder"] * (len(case.params) > 1)
+    options += ["split"] * any(p.init.size > 1 for p in case.params)
+    assume(options)
+    how = data.draw(st.sampled_from(options), label="partition")
+    if how == "split":
+        i = data.draw(st.sampled_from([k for k, p in enumerate(case.params) if p.init.size > 1]), label="param split")
+        new, back = transforms.split_param(case, i, data.draw(st.integers(1, case.params[i].init.size - 1), label="at"))
+    elif how == "reorder":
+        new, back = transforms.reorder_params(case, data.draw(st.permutations(range(len(case.params))), label="order"))
+    else:
+        new, back = transforms.regroup(case)
+    evidence.saw(None)
+    holds(target, evidence, _same_after, case, new, back, f"partition ({how})")
+
+
+@check(
+    "invariant.maximize",
+    "maximize=True with gradient g follows the same trajectory as maximize=False with -g.",
+    needs=["maximize"],
+)
+def maximize(target: Target, evidence: Evidence, data) -> None:
+    case = data.draw(target.cases(), label="case")
+    new, back = transforms.negate_for_maximize(case)
+    evidence.saw(None)
+    holds(target, evidence, _same_after, case, new, back, "maximize(g) vs minimize(-g)")
+
+
+@check(
+    "invariant.scale",
+    "With eps = 0 and no decay, multiplying every gradient by a power of two leaves the parameters' "
+    "trajectory unchanged (Adam is invariant to gradient scale as eps -> 0).",
+)
+def scale(target: Target, evidence: Evidence, data) -> None:
+    case = with_groups(data.draw(target.cases(), label="case"), eps=0.0, weight_decay=0.0)
+    room_up, room_down = 8, 8  # powers of two the gradients can be scaled by and stay in range
+    for i, p in enumerate(case.params):
+        values = np.abs(np.concatenate([_components(s.grads[i]).ravel() for s in case.steps if s.grads[i] is not None] + [np.zeros(0)]))
+        values = values[np.isfinite(values) & (values > 0)]
+        if values.size:
+            low, high = MAGNITUDE_RANGE[dtypes.real(p.dtype)]
+            room_up = min(room_up, int(np.floor(np.log2(10.0**high / values.max()))))
+            room_down = min(room_down, int(np.floor(np.log2(values.min() / 10.0**low))))
+    room_up, room_down = max(room_up, 0), max(room_down, 0)
+    assume(room_up + room_down >= 1)
+    k = data.draw(st.integers(-room_down, room_up).filter(lambda k: k != 0), label="log2 scale")
+    new, back = transforms.scale_gradients(case, k)
+    evidence.saw(None)
+    holds(target, evidence, _same_after, case, new, back, f"gradients times 2**{k}")
+
+
+def adam_step_bound(lr: float, beta1: float, beta2: float, t: int) -> float:
+    """The largest |Δθ| of one Adam step at step t (no decay), for any gradients.
+
+    |m_t| ≤ Σ (1-β₁)β₁^(t-i)|g_i| and v_t = Σ (1-β₂)β₂^(t-i) g_i², so by Cauchy-Schwarz
+    |m_t|/√v_t ≤ (1-β₁)/√(1-β₂) · √(Σ_{k<t} (β₁²/β₂)^k), which with the bias corrections
+    gives |Δθ| ≤ lr · √(1-β₂ᵗ)/(1-β₁ᵗ) · that (eps and AMSGrad only shrink the step).
+    For t = 1 this is lr, the paper's bound (Kingma & Ba, section 2.1).
+    """
+    r = beta1**2 / beta2
+    geometric = t if r == 1 else (1 - r**t) / (1 - r)
+    return lr * np.sqrt(1 - beta2**t) / (1 - beta1**t) * (1 - beta1) / np.sqrt(1 - beta2) * np.sqrt(geometric)
+
+
+@check(
+    "invariant.step-bound",
+    "Without decay, no step moves an element further than lr·√(1-β₂ᵗ)/(1-β₁ᵗ)·(1-β₁)/√(1-β₂)·"
+    "√(Σ_{k<t}(β₁²/β₂)ᵏ), the Cauchy-Schwarz form of the Adam paper's step-size bound.",
+)
+def step_bound(target: Target, evidence: Evidence, data) -> None:
+    case = with_groups(data.draw(target.cases(), label="case"), weight_decay=0.0)
+    assume(all(g.betas[0] ** 2 < g.betas[1] for g in case.groups))
+    evidence.saw(None)
+    holds(target, evidence, _within_step_bound, case)
+
+
+def _within_step_bound(target: Target, case: Case) -> None:
+    trace = _ran(target, case)
+    group, lr = _group_of(case), [g.lr for g in case.groups]
+    count = [0] * len(case.params)
+    for t, s in enumerate(case.steps, start=1):
+        for j, key, value in s.set:
+            if key == "lr":
+                lr[j] = value
+        for i, p in enumerate(case.params):
+            if s.grads[i] is None:
+                continue
+            count[i] += 1
+            h = case.groups[group[i]]
+            bound = adam_step_bound(lr[group[i]], *h.betas, count[i])
+            before = _components(p.init if t == 1 else trace.params[i][t - 2])
+            after = _components(trace.params[i][t - 1])
+            with np.errstate(all="ignore"):
+                slack = bound * STEP_ROUNDINGS * dtypes.eps(p.dtype) + dtypes.ulp(np.maximum(np.abs(before), np.abs(after)), dtypes.real(p.dtype))
+                moved = np.abs(after - before)
+                bad = np.isfinite(before) & np.isfinite(after) & (moved > bound + slack)
+            if bad.any():
+                k = tuple(int(x) for x in np.argwhere(bad)[0])
+                raise CheckFailure(f"step {t}, param {i} element {k} moved by {moved[k]:.6g}, more than the bound "
+                                   f"{bound:.6g} (lr={lr[group[i]]}, betas={h.betas}, its step {count[i]})", [case])
+
+
+@check(
+    "invariant.amsgrad-monotone",
+    "With AMSGrad, max_exp_avg_sq never decreases and never falls below exp_avg_sq, element by element.",
+    needs=["amsgrad"],
+)
+def amsgrad_monotone(target: Target, evidence: Evidence, data) -> None:
+    case = with_groups(data.draw(target.cases(), label="case"), amsgrad=True)
+    evidence.saw(None)
+    holds(target, evidence, _amsgrad_monotone, case)
+
+
+def _amsgrad_monotone(target: Target, case: Case) -> None:
+    trace = _ran(target, case)
+    stepped = [i for i in range(len(case.params)) if any(s.grads[i] is not None for s in case.steps)]
+    observed = [i for i in stepped if "max_exp_avg_sq" in trace.state[i]]
+    if stepped and not observed:
+        raise CheckSkipped(f"{target.impl.name} keeps no max_exp_avg_sq state to observe")
+    for i in observed:
+        state = trace.state[i]
+        v_max = _components(state["max_exp_avg_sq"])
+        with np.errstate(invalid="ignore"):
+            fell = np.diff(v_max, axis=0) < 0
+            below = v_max < _components(state["exp_avg_sq"]) if "exp_avg_sq" in state else np.zeros_like(v_max, bool)
+        for what, bad, offset in (("decreased", fell, 1), ("fell below exp_avg_sq", below, 0)):
+            if bad.any():
+                k = np.argwhere(bad)[0]
+                raise CheckFailure(f"param {i}: max_exp_avg_sq {what} after step {trace.steps[k[0] + offset]} "
+                                   f"at element {tuple(int(x) for x in k[1:])}", [case])
+
+
+@check(
+    "invariant.decay-on-zero-grad",
+    "On zero gradients from fresh state, AdamW shrinks every weight by exactly 1 - lr·wd per step, "
+    "and Adam moves it by its L2 gradient: -lr·wd·θ/(|wd·θ| + eps).",
+    needs=["weight_decay"],
+)
+def decay_on_zero_grad(target: Target, evidence: Evidence, data) -> None:
+    case = data.draw(target.cases(max_steps=3, events=False, late_joins=False), label="case")
+    decay = data.draw(st.sampled_from([0.1, 0.5, 1.0, 1e-2]), label="weight decay")
+    case = with_groups(case, weight_decay=decay)
+    case = dataclasses.replace(case, groups=tuple(dataclasses.replace(g, eps=g.eps or 1e-8) for g in case.groups))
+    decoupled = [case.spec == "adamw" or g.decoupled_weight_decay for g in case.groups]
+    steps = case.steps if all(decoupled) else case.steps[:1]  # Adam: m ≠ 0 after one step
+    steps = tuple(Step(tuple(None if g is None else np.zeros_like(g) for g in s.grads)) for s in steps)
+    case = dataclasses.replace(case, steps=steps)
+    evidence.saw(None)
+    holds(target, evidence, _decay_on_zero_grad, case)
+
+
+def _decay_on_zero_grad(target: Target, case: Case) -> None:
+    trace = _ran(target, case)
+    group = _group_of(case)
+    for i, p in enumerate(case.params):
+        h = case.groups[group[i]]
+        decoupled = case.spec == "adamw" or h.decoupled_weight_decay
+        theta = _components(p.init)
+        for t, s in enumerate(case.steps, start=1):
+            if s.grads[i] is None:
+                continue
+            got = _components(trace.params[i][t - 1])
+            with np.errstate(all="ignore"):
+                if decoupled:
+                    want = theta * (1 - h.lr * h.weight_decay)
+                    allowed = 2 * dtypes.ulp(want, dtypes.real(p.dtype))
+                else:
+                    g = h.weight_decay * theta
+                    step = h.lr * g / (np.abs(g) + h.eps)
+                    want = theta - step
+                    allowed = STEP_ROUNDINGS * dtypes.eps(p.dtype) * (np.abs(theta) + np.abs(step))
+                bad = ~(np.abs(got - want) <= allowed)
+            if bad.any():
+                k = tuple(int(x) for x in np.argwhere(bad)[0])
+                kind = "decoupled (AdamW)" if decoupled else "coupled L2 (Adam)"
+                raise CheckFailure(f"step {t}, param {i} element {k}: {got[k]!r}, but {kind} decay on a zero gradient "
+                                   f"gives {want[k]!r} from {theta[k]!r} (lr={h.lr}, wd={h.weight_decay})", [case])
+            theta = got

@@ -1,0 +1,77 @@
+"""pytest plugin: ``pytest --adam-impl TARGET`` runs the check catalogue in any test suite.
+
+Loaded through the ``pytest11`` entry point for every pytest run in an environment
+with the suite installed, so it imports nothing heavy (no torch) until ``--adam-impl``
+is given. The checks are ordinary test items (``test_check[parity.trajectory]``), so
+``-k``, ``-x``, ``-n``, ``--junitxml`` and every other pytest habit work.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SUITE = Path(__file__).with_name("suite.py")
+TARGET = pytest.StashKey()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("adam-conformance", "certify an Adam / AdamW implementation")
+    group.addoption("--adam-impl", metavar="TARGET",
+                    help="run the check catalogue against TARGET: a registered name or package.module:attr")
+    group.addoption("--adam-spec", choices=["adam", "adamw"],
+                    help="semantics to certify against (default: what the target declares, else adam)")
+    group.addoption("--adam-profile", choices=["quick", "standard", "thorough"], default="standard",
+                    help="how hard to look: examples per check and case sizes (default: standard)")
+    group.addoption("--adam-device", choices=["cpu", "cuda"], default="cpu", help="device to run on (default: cpu)")
+    group.addoption("--adam-without", action="append", default=[], metavar="FEATURE",
+                    help="disclaim a feature (repeatable), e.g. complex, float16, noncontiguous")
+    group.addoption("--adam-seed", type=int, default=0, help="hypothesis seed (default: 0, deterministic)")
+    group.addoption("--adam-database", metavar="DIR",
+                    help="hypothesis example database, so failures replay first next time "
+                         "(default: the user cache directory; 'none' keeps none)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("adam_impl"):
+        return
+    from conformance.target import TargetOptionsError, build_target
+
+    try:
+        target = build_target(
+            config.getoption("adam_impl"),
+            spec=config.getoption("adam_spec"),
+            profile=config.getoption("adam_profile"),
+            device=config.getoption("adam_device"),
+            without=config.getoption("adam_without"),
+        )
+    except TargetOptionsError as e:
+        raise pytest.UsageError(str(e)) from None
+    config.stash[TARGET] = target
+    config.args.append(str(SUITE))
+
+
+def database_dir(config: pytest.Config) -> Path | None:
+    chosen = config.getoption("adam_database")
+    if chosen == "none":
+        return None
+    if chosen:
+        return Path(chosen)
+    target = config.stash[TARGET]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "adam-conformance" / "examples" / f"{_safe(target.impl.name)}-{target.spec}-{target.device}"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    if TARGET not in config.stash:
+        return None
+    from conformance.target import describe_environment
+
+    target = config.stash[TARGET]
+    return [f"adam-conformance: {line}" for line in describe_environment(target, config.getoption("adam_seed"))]

@@ -1,0 +1,65 @@
+"""The whole check catalogue against every built-in implementation and torch's own paths.
+
+At the standard profile (set ADAM_CONFORMANCE_PROFILE to change it). torch's fused path
+is certified without `noncontiguous`: with a gradient laid out unlike its parameter it
+is wrong, which tests/test_torch_deviations.py shows on its minimal Case.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conformance import resolve
+from conformance.checks import CATALOGUE, CheckSkipped, run_check
+from conformance.target import PROFILES, Target
+
+PROFILE = PROFILES[os.environ.get("ADAM_CONFORMANCE_PROFILE", "standard")]
+NAMES = ["eager", "foreach", "compiled", "triton", "torch", "torch-foreach", "torch-fused"]
+BUILTINS = NAMES + [f"{n}-adamw" for n in NAMES]
+
+
+# torch's own paths failing a check, with the evidence; tests/test_torch_deviations.py
+# shows each on its minimal Case. Strict: if torch fixes it, the test says so.
+TORCH_FAILURES = {
+    ("torch-fused", "contract.non-finite"): "torch's fused AMSGrad drops a NaN from max_exp_avg_sq (keeps 0) "
+    "where torch.maximum propagates it",
+}
+
+
+def target(name: str) -> Target:
+    impl = resolve(name)
+    if name.startswith("torch-fused"):
+        impl = impl.without(["noncontiguous"])
+    return Target(impl, impl.spec, "cpu", PROFILE)
+
+
+@pytest.mark.parametrize("check_id", sorted(CATALOGUE))
+@pytest.mark.parametrize("name", BUILTINS)
+def test_passes_every_check_it_claims(name, check_id, request):
+    if (name, check_id) in TORCH_FAILURES:
+        request.applymarker(pytest.mark.xfail(reason=TORCH_FAILURES[name, check_id], strict=True))
+    chk, tgt = CATALOGUE[check_id], target(name)
+    if chk.unclaimed(tgt):
+        pytest.skip(f"{name} does not claim {', '.join(sorted(chk.unclaimed(tgt)))}")
+    try:
+        run_check(chk, tgt)
+    except CheckSkipped as e:
+        pytest.skip(str(e))
+
+
+def test_every_check_has_a_stable_id_a_statement_and_known_needs():
+    from conformance.registry import FEATURES
+
+    assert len(CATALOGUE) >= 18
+    for check_id, chk in CATALOGUE.items():
+        kind, _, name = check_id.partition(".")
+        assert kind in ("parity", "invariant", "contract") and name and name == name.lower()
+        assert chk.statement.endswith(".") and len(chk.statement) > 30
+        assert chk.needs <= set(FEATURES)
+
+
+def test_profiles_grow():
+    quick, standard, thorough = PROFILES["quick"], PROFILES["standard"], PROFILES["thorough"]
+    assert quick.examples < standard.examples and thorough.examples >= 10 * standard.examples
