@@ -142,7 +142,11 @@ class Case:
             joins = f", joins before step {g.added_at}" if g.added_at > 1 else ""
             lines.append(f"  group {j}: params {list(g.params)} lr={g.lr!r} betas={g.betas!r} eps={g.eps!r} "
                          f"weight_decay={g.weight_decay!r}{''.join(' ' + f for f in flags)}{joins}")
-        for t, s in enumerate(self.steps, start=1):
+        shown = [t for t in range(1, len(self.steps) + 1) if t <= 8 or t == len(self.steps)]
+        for t in shown:
+            s = self.steps[t - 1]
+            if t == len(self.steps) and t > 9:
+                lines.append(f"  ... {t - 9} more step(s)")
             parts = []
             if s.grads:
                 parts.append("grads " + ", ".join(_grad_summary(g) for g in s.grads))

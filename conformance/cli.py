@@ -68,6 +68,19 @@ def cmd_golden(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_certify(args: argparse.Namespace) -> int:
+    """Certify a target: exit 0 when conformant, 1 when not."""
+    from conformance.certify import certify
+
+    return certify(args)
+
+
+def _workers(value: str) -> str:
+    if value == "auto" or (value.isdigit() and int(value) >= 0):
+        return value
+    raise argparse.ArgumentTypeError(f"expected a number of workers or 'auto', not {value!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adam-conformance",
@@ -77,6 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered implementations, their claims and where they run")
     p.add_argument("targets", nargs="*", metavar="TARGET", help="registered name or package.module:attr (default: all registered)")
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser("certify", help="run the check catalogue on TARGET and say whether it is conformant")
+    p.add_argument("target", metavar="TARGET", help="registered name or package.module:attr")
+    p.add_argument("--spec", choices=["adam", "adamw"], help="semantics to certify against (default: the target's own)")
+    p.add_argument("--profile", choices=["quick", "standard", "thorough"], default="standard",
+                   help="quick: a CI gate; standard (default); thorough: nightly, 10x the examples")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--without", action="append", default=[], metavar="FEATURE",
+                   help="disclaim a feature (repeatable): " + ", ".join(registry.FEATURES))
+    p.add_argument("--seed", type=int, default=0, help="hypothesis seed (default 0: deterministic)")
+    p.add_argument("-n", dest="workers", type=_workers, default="1", metavar="WORKERS",
+                   help="pytest-xdist worker processes, or auto (default 1: a crashing target cannot take the run down)")
+    p.add_argument("--json", metavar="PATH", help="write the JSON report (schema in the README)")
+    p.add_argument("--junit", metavar="PATH", help="write JUnit XML (pytest's own)")
+    p.add_argument("--repro-dir", metavar="DIR", help="write reproducers here (default: a new temporary directory)")
+    p.add_argument("--check-timeout", type=float, metavar="SECONDS", help="time limit per check (default by profile)")
+    p.set_defaults(func=cmd_certify)
+
     p = sub.add_parser("golden", help="verify or regenerate the golden traces")
     p.add_argument("action", choices=["verify", "regenerate"])
     p.add_argument("--dir", help="golden directory (default: the project's golden/)")
@@ -90,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UsageError, registry.TargetError) as e:
+        print(f"adam-conformance: error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # pytest itself could not run the checks
         print(f"adam-conformance: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

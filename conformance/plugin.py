@@ -15,6 +15,7 @@ import pytest
 
 SUITE = Path(__file__).with_name("suite.py")
 TARGET = pytest.StashKey()
+TIMEOUTS = {"quick": 120.0, "standard": 900.0, "thorough": 7200.0}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -29,6 +30,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--adam-without", action="append", default=[], metavar="FEATURE",
                     help="disclaim a feature (repeatable), e.g. complex, float16, noncontiguous")
     group.addoption("--adam-seed", type=int, default=0, help="hypothesis seed (default: 0, deterministic)")
+    group.addoption("--adam-check-timeout", type=float, metavar="SECONDS",
+                    help="time limit per check; past it the check errors and the run goes on "
+                         "(default: 120 quick, 900 standard, 7200 thorough)")
     group.addoption("--adam-database", metavar="DIR",
                     help="hypothesis example database, so failures replay first next time "
                          "(default: the user cache directory; 'none' keeps none)")
@@ -50,6 +54,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except TargetOptionsError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[TARGET] = target
+    if config.getoption("adam_check_timeout") is None:
+        config.option.adam_check_timeout = TIMEOUTS[target.profile.name]
     config.args.append(str(SUITE))
 
 

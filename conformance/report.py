@@ -54,4 +54,96 @@ def failure_record(failure) -> str:
         message=str(failure),
         parity=parity_record(failure.parity),
         cases=[case_document(c) for c in failure.cases],
+        repro=failure.repro,
     ))
+
+
+SCHEMA = "adam-conformance-report"
+VERSION = 1
+
+
+def document(target, header: list[str], seed: int, results, duration: float) -> dict:
+    """The report of a certification run, as the JSON document (schema in the README)."""
+    from datetime import datetime, timezone
+    from importlib.metadata import version
+
+    from conformance.registry import FEATURES
+    from conformance.target import environment
+
+    counts = {status: sum(r.status == status for r in results) for status in ("passed", "failed", "skipped", "error")}
+    conformant = counts["failed"] == counts["error"] == 0 and counts["passed"] > 0
+    return dict(
+        schema=SCHEMA,
+        version=VERSION,
+        suite=dict(name="adam-conformance", version=version("adam-conformance")),
+        target=dict(name=target.impl.name, description=target.impl.description, spec=target.spec,
+                    claims=sorted(target.claims), not_claimed=[f for f in FEATURES if f not in target.claims],
+                    devices=list(target.impl.devices)),
+        environment=environment(target),
+        header=header,
+        profile=target.profile.name,
+        seed=seed,
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        duration_s=round(duration, 3),
+        checks=[_check_entry(r) for r in results],
+        summary=counts,
+        verdict="conformant" if conformant else "not conformant",
+    )
+
+
+def _check_entry(result) -> dict:
+    evidence = result.evidence or {}
+    failure = None
+    if result.failure:
+        failure = dict(message=result.failure["message"], parity=result.failure["parity"],
+                       cases=[c["description"] for c in result.failure["cases"]], reproducer=result.reproducer)
+    return dict(
+        id=result.id,
+        statement=result.statement,
+        status=result.status,
+        reason=result.reason,
+        duration_s=round(result.duration, 3),
+        examples=evidence.get("examples"),
+        parity=evidence.get("parity") or (result.failure or {}).get("parity"),
+        torch_deviation=evidence.get("torch_deviation"),
+        failure=failure,
+    )
+
+
+def render(doc: dict) -> str:
+    """The report a person reads: a table of checks, each failure in full, the verdict."""
+    lines = [f"{'check':34s} {'status':8s} worst error vs budget, or reason", "-" * 100]
+    for c in doc["checks"]:
+        figures = _figures(c["parity"]) if c["status"] in ("passed", "failed") and c["parity"] else ""
+        detail = figures or (c["reason"] if c["status"] != "passed" else "")
+        lines.append(f"{c['id']:34s} {c['status'].upper() if c['status'] in ('failed', 'error') else c['status']:8s} "
+                     f"{' '.join(detail.split())[:110]}")
+    for c in doc["checks"]:
+        if c["failure"]:
+            f = c["failure"]
+            lines += ["", f"FAILED {c['id']}: {c['statement']}", f"  {f['message']}"]
+            for k, description in enumerate(f["cases"]):
+                label = "minimal case" if len(f["cases"]) == 1 else f"minimal case {k + 1} of {len(f['cases'])}"
+                lines += [f"  {label}:"] + [f"    {line}" for line in description.splitlines()]
+            lines.append(f"  reproducer: {f['reproducer']}")
+        elif c["status"] == "error":
+            lines += ["", f"ERROR {c['id']}: {c['reason']}"]
+    deviations = [c for c in doc["checks"] if c["torch_deviation"]]
+    if deviations:
+        lines += ["", "torch itself breaks these properties (not held against the target):"]
+        for c in deviations:
+            lines.append(f"  {c['id']}: {' '.join(c['torch_deviation']['message'].split())[:150]}")
+    s, t = doc["summary"], doc["target"]
+    counts = ", ".join(f"{n} {k}" for k, n in s.items() if n)
+    torch_name = "AdamW" if t["spec"] == "adamw" else "Adam"
+    if doc["verdict"] == "conformant":
+        verdict = f"CONFORMANT: {t['name']} behaves like torch.optim.{torch_name} on every check it claims ({counts})"
+    else:
+        verdict = f"NOT CONFORMANT: {t['name']} is not torch.optim.{torch_name} ({counts})"
+    return "\n".join(lines + ["", verdict])
+
+
+def _figures(parity: dict) -> str:
+    fmt = lambda x: "inf" if x is None else f"{x:.3g}"  # noqa: E731
+    return (f"{fmt(parity['error'])} eps vs budget {fmt(parity['budget'])} eps "
+            f"(torch {fmt(parity['torch_error'])} eps) at {parity['where']}")

@@ -1,17 +1,41 @@
 """The check catalogue as pytest tests, collected when pytest runs with ``--adam-impl``.
 
 One test per check, ``test_check[<check id>]``. What each saw (the worst parity figures,
-a torch deviation) and, on failure, the minimal Cases go into the test's
-``user_properties`` for reports.
+a torch deviation), and on failure the minimal Cases, go into the test's
+``user_properties`` for reports. Each check runs under a time limit: past it the check
+errors and the run goes on; a target stuck in native code past the limit and a grace
+period ends its pytest-xdist worker, which xdist replaces.
 """
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import os
+import signal
+import threading
+
+import numpy as np
 import pytest
 
 from conformance import report
+from conformance.case import Case, Group, Param, Step
 from conformance.checks import CATALOGUE, CheckFailure, CheckSkipped, run_check
 from conformance.plugin import TARGET, database_dir
+
+
+
+class CheckTimeout(BaseException):
+    """The check ran past its time limit (a BaseException: hypothesis must not shrink it)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_up(request: pytest.FixtureRequest) -> None:
+    """Run torch's reference path once before any time limit starts: torch imports much of
+    itself lazily, and an import interrupted by the limit would break the process."""
+    target = request.config.stash[TARGET]
+    case = Case(target.spec, (Param(np.ones(2)),), (Group((0,)),), (Step((np.ones(2),)),))
+    target.torch().run(case)
 
 
 @pytest.mark.parametrize("check_id", sorted(CATALOGUE))
@@ -23,10 +47,40 @@ def test_check(check_id: str, request: pytest.FixtureRequest, record_property) -
     if unclaimed:
         pytest.skip(f"not claimed: {', '.join(sorted(unclaimed))}")
     try:
-        evidence = run_check(chk, target, config.getoption("adam_seed"), database_dir(config))
+        with time_limit(config.getoption("adam_check_timeout")):
+            evidence = run_check(chk, target, config.getoption("adam_seed"), database_dir(config))
     except CheckSkipped as e:
         pytest.skip(str(e))
     except CheckFailure as failure:
         record_property("adam_failure", report.failure_record(failure))
         raise
+    except CheckTimeout as e:
+        record_property("adam_error", str(e))
+        pytest.fail(str(e), pytrace=False)
+    except Exception as e:  # the target broke the machinery itself: an error, not a verdict
+        record_property("adam_error", f"{type(e).__name__}: {e}")
+        raise
     record_property("adam_evidence", report.evidence_record(evidence))
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Raise CheckTimeout in the block after `seconds` (main thread, POSIX); under
+    pytest-xdist, also end the worker if native code ignores the signal."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise CheckTimeout(f"timed out: the check ran past its {seconds:g} s limit")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # grace before ending a worker stuck in native code
+        faulthandler.dump_traceback_later(seconds + min(30.0, max(5.0, seconds)), exit=True)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        faulthandler.cancel_dump_traceback_later()

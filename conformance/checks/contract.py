@@ -15,8 +15,10 @@ from conformance.checks.parity import within_budget
 
 
 def _observed(target: Target, case: Case, kind: str, statement: str) -> None:
-    """The run of `case` notes no observation of `kind`."""
+    """The run of `case` completes and notes no observation of `kind`."""
     trace = target.run(case)
+    if trace.error:
+        raise CheckFailure(f"the run raised: {trace.error}", [case])
     notes = [o for o in trace.observations if o.kind == kind]
     if notes:
         more = f" (and {len(notes) - 1} more)" if len(notes) > 1 else ""
@@ -134,8 +136,10 @@ def _rejected(target: Target, kwargs: dict) -> None:
     except ValueError:
         return
     except Exception as e:
-        raise CheckFailure(f"{_call(kwargs)} raised {type(e).__name__} ({e}), where torch raises ValueError") from None
-    raise CheckFailure(f"{_call(kwargs)} was accepted, where torch raises ValueError")
+        raise CheckFailure(f"{_call(kwargs)} raised {type(e).__name__} ({e}), where torch raises ValueError",
+                           repro=dict(mode="construct", kwargs=kwargs)) from None
+    raise CheckFailure(f"{_call(kwargs)} was accepted, where torch raises ValueError",
+                       repro=dict(mode="construct", kwargs=kwargs))
 
 
 def _call(kwargs: dict) -> str:
@@ -156,7 +160,8 @@ def _sparse_rejected(target: Target, n: int) -> None:
         opt.step()
     except Exception:
         return
-    raise CheckFailure(f"step() accepted a sparse gradient of a ({n},) parameter, where torch raises RuntimeError")
+    raise CheckFailure(f"step() accepted a sparse gradient of a ({n},) parameter, where torch raises RuntimeError",
+                       repro=dict(mode="sparse", size=n))
 
 
 @check(
@@ -186,7 +191,7 @@ def _assert_identical(a: Trace, b: Trace, what: str, cases) -> None:
         for key, x, y in pairs:
             if x is None or y is None or not _identical(x, y):
                 step = "" if x is None or y is None else f" after step {a.steps[np.argwhere(~_equal_rows(x, y))[0][0]]}"
-                raise CheckFailure(f"{what}: param {i} {key} differs{step}", cases)
+                raise CheckFailure(f"{what}: param {i} {key} differs{step}", cases, repro=dict(mode="repeat"))
 
 
 def _equal_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:

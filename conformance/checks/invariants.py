@@ -9,7 +9,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from conformance import dtypes, transforms
-from conformance.case import Case, Step
+from conformance.case import Case, Step, Trace
 from conformance.checks.base import CheckFailure, CheckSkipped, Evidence, Target, assert_same_trajectory, check, holds
 from conformance.strategies import MAGNITUDE_RANGE
 
@@ -34,7 +34,8 @@ def _group_of(case: Case) -> dict[int, int]:
     return {i: j for j, g in enumerate(case.groups) for i in g.params}
 
 
-def _ran(target: Target, case: Case):
+def _ran(target: Target, case: Case) -> Trace:
+    """The target's run of `case`; a failure if it raised."""
     trace = target.run(case)
     if trace.error:
         raise CheckFailure(f"the run raised: {trace.error}", [case])
@@ -70,12 +71,14 @@ def _first_step_closed_form(target: Target, case: Case) -> None:
             bad = ~((np.abs(got - want) <= allowed) | (np.isnan(got) & np.isnan(want)))
         if bad.any():
             k = tuple(int(x) for x in np.argwhere(bad)[0])
-            raise CheckFailure(f"param {i} element {k}: moved to {got[k]!r}, the closed form gives {want[k]!r} "
+            raise CheckFailure(f"param {i} element {k}: moved to {float(got[k])!r}, the closed form gives {float(want[k])!r} "
                                f"(±{allowed[k]:.3g}) from θ={float(theta0[k])!r}, g={float(g[k])!r}", [case])
 
 
 def _same_after(target: Target, case: Case, new: Case, back: transforms.Back, what: str) -> None:
-    assert_same_trajectory(back(target.run(new)), target.run(case), case, what, [case, new])
+    """The run of `new`, mapped back, is the run of `case`."""
+    transformed = _ran(target, new)
+    assert_same_trajectory(back(transformed), _ran(target, case), case, what, [case, new])
 
 
 @check(
@@ -271,6 +274,6 @@ def _decay_on_zero_grad(target: Target, case: Case) -> None:
             if bad.any():
                 k = tuple(int(x) for x in np.argwhere(bad)[0])
                 kind = "decoupled (AdamW)" if decoupled else "coupled L2 (Adam)"
-                raise CheckFailure(f"step {t}, param {i} element {k}: {got[k]!r}, but {kind} decay on a zero gradient "
-                                   f"gives {want[k]!r} from {theta[k]!r} (lr={h.lr}, wd={h.weight_decay})", [case])
+                raise CheckFailure(f"step {t}, param {i} element {k}: {float(got[k])!r}, but {kind} decay on a zero gradient "
+                                   f"gives {float(want[k])!r} from {float(theta[k])!r} (lr={h.lr}, wd={h.weight_decay})", [case])
             theta = got

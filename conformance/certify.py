@@ -1,0 +1,186 @@
+"""``adam-conformance certify``: run the check catalogue on a target, report, reproduce.
+
+The checks run through pytest and its xdist workers, exactly as ``pytest --adam-impl``
+runs them, never a second copy: a `Collector` plugin gathers each check's result in
+the controller and prints progress. pytest runs isolated from the current directory's
+configuration (its own rootdir and ini file, no cache), so nothing of the user's files
+is touched but the reports asked for; reproducers go to --repro-dir, or to a fresh
+temporary directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conformance import report, reproducer
+from conformance.checks import CATALOGUE
+from conformance.plugin import SUITE
+from conformance.target import Target, TargetOptionsError, build_target, describe_environment
+
+
+@dataclasses.dataclass
+class CheckResult:
+    id: str
+    status: str = "error"  # passed | failed | skipped | error
+    reason: str = "did not run"
+    duration: float = 0.0
+    evidence: dict | None = None
+    failure: dict | None = None
+    reproducer: str | None = None
+
+    @property
+    def statement(self) -> str:
+        return CATALOGUE[self.id].statement
+
+
+class Collector:
+    """A pytest plugin (controller side): each check's result, with progress as they finish."""
+
+    def __init__(self, out, check_ids):
+        self.out, self.started = out, time.monotonic()
+        self.results = {cid: CheckResult(cid) for cid in check_ids}
+        self.done = 0
+
+    def pytest_runtest_logreport(self, report) -> None:
+        cid = _check_id(report.nodeid)
+        if cid is None:
+            return
+        result = self.results[cid]
+        props = dict(report.user_properties)
+        if report.when == "call" or report.outcome != "passed":
+            result.duration += report.duration
+            if report.skipped:
+                result.status, result.reason = "skipped", _skip_reason(report)
+            elif report.passed:
+                result.status, result.reason = "passed", ""
+                result.evidence = json.loads(props["adam_evidence"]) if "adam_evidence" in props else None
+            elif "adam_failure" in props:
+                result.failure = json.loads(props["adam_failure"])
+                result.status, result.reason = "failed", result.failure["message"]
+            else:
+                result.status, result.reason = "error", props.get("adam_error") or _last_line(report)
+        if report.when in ("teardown", "???"):  # "???": xdist's report for a crashed worker
+            self.done += 1
+            self.out.write(f"[{self.done:2d}/{len(self.results)}] {cid:34s} {result.status:7s} "
+                           f"{result.duration:6.1f} s  {_short(result.reason)}\n")
+            self.out.flush()
+
+
+def _check_id(nodeid: str) -> str | None:
+    head, sep, rest = nodeid.partition("test_check[")
+    return rest[:-1] if sep and rest[:-1] in CATALOGUE else None
+
+
+def _skip_reason(report) -> str:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def _last_line(report) -> str:
+    text = str(report.longrepr or "").strip().splitlines()
+    crashed = [line for line in text if "crashed" in line]
+    return (crashed or text or ["unknown error"])[-1].strip()
+
+
+def _short(text: str, width: int = 70) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def certify(args) -> int:
+    """Run the catalogue on `args.target`; 0 if conformant, 1 if not (2 is raised as an error)."""
+    target = build_target(args.target, spec=args.spec, profile=args.profile, device=args.device, without=args.without)
+    _writable(args.json, "--json")
+    _writable(args.junit, "--junit")
+    repro_dir = Path(args.repro_dir).resolve() if args.repro_dir else None
+    if repro_dir:
+        _writable_dir(repro_dir)
+    out = sys.stdout
+    header = describe_environment(target, args.seed)
+    out.write("adam-conformance certify\n" + "".join(f"  {line}\n" for line in header) + "\n")
+    started = time.time()
+    results = run(target, args, out)
+    repro_dir = repro_dir or Path(tempfile.mkdtemp(prefix="adam-conformance-repro-"))
+    for result in results:
+        if result.failure:
+            result.reproducer = str(reproducer.write(repro_dir, args.target, target, result))
+    doc = report.document(target, header, args.seed, results, time.time() - started)
+    out.write("\n" + report.render(doc) + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+        out.write(f"JSON report: {args.json}\n")
+    if args.junit:
+        out.write(f"JUnit XML: {args.junit}\n")
+    return 0 if doc["verdict"] == "conformant" else 1
+
+
+def run(target: Target, args, out) -> list[CheckResult]:
+    """The catalogue through pytest, isolated; results in catalogue order."""
+    collector = Collector(out, sorted(CATALOGUE))
+    with tempfile.TemporaryDirectory(prefix="adam-conformance-") as scratch:
+        ini = Path(scratch) / "pytest.ini"
+        ini.write_text("[pytest]\n")
+        argv = [str(SUITE), "-c", str(ini), "--rootdir", scratch, "-p", "no:cacheprovider",
+                "-q", "--no-header", "-W", "ignore::UserWarning",
+                "--adam-impl", args.target, "--adam-spec", target.spec, "--adam-profile", target.profile.name,
+                "--adam-device", target.device, "--adam-seed", str(args.seed),
+                "-n", str(args.workers), "--max-worker-restart", str(len(CATALOGUE))]
+        argv += [a for feature in args.without for a in ("--adam-without", feature)]
+        argv += ["--junitxml", str(Path(args.junit).resolve())] if args.junit else []
+        argv += ["--adam-check-timeout", str(args.check_timeout)] if args.check_timeout else []
+        pytest_output = io.StringIO()
+        with contextlib.redirect_stdout(pytest_output), _environment(scratch):
+            code = pytest.main(argv, plugins=[collector])
+    if code not in (0, 1):  # pytest itself could not run (not a verdict)
+        tail = "\n".join(pytest_output.getvalue().strip().splitlines()[-15:])
+        raise RuntimeError(f"pytest could not run the checks (exit code {code}):\n{tail}")
+    return list(collector.results.values())
+
+
+@contextlib.contextmanager
+def _environment(scratch: str):
+    """Workers inherit: the caller's directory importable (module:attr targets beside it),
+    hypothesis's own files in `scratch`, not in the caller's directory."""
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "HYPOTHESIS_STORAGE_DIRECTORY")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), saved["PYTHONPATH"]]))
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(Path(scratch) / "hypothesis")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _writable(path: str | None, option: str) -> None:
+    if path is None:
+        return
+    parent = Path(path).resolve().parent
+    if Path(path).is_dir():
+        raise TargetOptionsError(f"{option} {path}: is a directory; give a file path")
+    if not parent.is_dir():
+        raise TargetOptionsError(f"{option} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
+        raise TargetOptionsError(f"{option} {path}: not writable")
+
+
+def _writable_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TargetOptionsError(f"--repro-dir {path}: cannot create it ({e.strerror})") from None
+    if not os.access(path, os.W_OK):
+        raise TargetOptionsError(f"--repro-dir {path}: not writable")

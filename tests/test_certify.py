@@ -1,0 +1,208 @@
+"""`adam-conformance certify` end to end: verdicts, reports, reproducers, hostile targets, bad input.
+
+Each test runs the real command in a subprocess, from a fresh working directory that
+holds the target's module, at the quick profile.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from conformance.checks import CATALOGUE
+
+HERE = Path(__file__).resolve().parent
+SCHEMA = json.loads((HERE.parent / "conformance" / "report.schema.json").read_text())
+
+PLANTED = '''
+import torch
+
+
+class NoBiasCorrectionAdam(torch.optim.Optimizer):
+    """Adam that forgets to bias-correct the first moment."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad + group["weight_decay"] * p
+                st = self.state[p]
+                if not st:
+                    st["step"] = torch.tensor(0.0)
+                    st["exp_avg"] = torch.zeros_like(p)
+                    st["exp_avg_sq"] = torch.zeros_like(p)
+                st["step"] += 1
+                t = st["step"].item()
+                st["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
+                st["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
+                denom = (st["exp_avg_sq"] / (1 - b2**t)).sqrt().add_(group["eps"])
+                p.addcdiv_(st["exp_avg"], denom, value=-group["lr"])
+        return loss
+'''
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "planted.py").write_text(PLANTED)
+    shutil.copy(HERE / "hostile_targets.py", tmp_path / "hostile_targets.py")
+    return tmp_path
+
+
+def certify(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "conformance.cli", "certify", *args, "--profile", "quick"],
+                          cwd=workdir, capture_output=True, text=True, timeout=timeout,
+                          env={**_env(), "HOSTILE_MARKERS": str(workdir)})
+
+
+def _env() -> dict:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+
+
+def _report(path: Path) -> dict:
+    import jsonschema
+
+    doc = json.loads(path.read_text())
+    jsonschema.validate(doc, SCHEMA)
+    return doc
+
+
+def _statuses(doc: dict) -> dict[str, str]:
+    return {c["id"]: c["status"] for c in doc["checks"]}
+
+
+def test_a_conformant_target_exits_0_and_touches_nothing_but_its_reports(workdir):
+    before = set(workdir.iterdir())
+    result = certify(workdir, "eager", "--json", "report.json", "--junit", "junit.xml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert set(workdir.iterdir()) - before == {workdir / "report.json", workdir / "junit.xml"}
+    out = result.stdout
+    assert "target eager" in out and "spec adam" in out and "profile quick" in out and "seed 0" in out
+    assert "[20/20]" in out and "CONFORMANT: eager behaves like torch.optim.Adam" in out
+    doc = _report(workdir / "report.json")
+    assert doc["verdict"] == "conformant" and set(_statuses(doc).values()) == {"passed"}
+    assert doc["summary"] == {"passed": len(CATALOGUE), "failed": 0, "skipped": 0, "error": 0}
+    trajectory = next(c for c in doc["checks"] if c["id"] == "parity.trajectory")
+    assert trajectory["parity"]["budget"] > 0 and trajectory["parity"]["torch_error"] is not None
+    cases = ET.parse(workdir / "junit.xml").getroot().iter("testcase")
+    assert len(list(cases)) == len(CATALOGUE)
+
+
+def test_a_planted_bug_exits_1_with_reproducers_that_fail_on_their_own(workdir):
+    result = certify(workdir, "planted:NoBiasCorrectionAdam", "--without", "complex",
+                     "--json", "report.json", "--repro-dir", "repro")
+    assert result.returncode == 1, result.stdout + result.stderr
+    doc = _report(workdir / "report.json")
+    failed = [c for c in doc["checks"] if c["status"] == "failed"]
+    assert {"parity.trajectory", "invariant.first-step"} <= {c["id"] for c in failed}
+    assert "NOT CONFORMANT" in result.stdout and "minimal case" in result.stdout
+    skipped = {c["id"]: c["reason"] for c in doc["checks"] if c["status"] == "skipped"}
+    assert skipped["invariant.maximize"] == "not claimed: maximize"
+    for check in failed:
+        script = Path(check["failure"]["reproducer"])
+        assert script.parent == workdir / "repro" and script.exists()
+        # Without the suite: `conformance` cannot be imported.
+        run = subprocess.run([sys.executable, "-c", "import sys, runpy; sys.modules['conformance'] = None; "
+                              f"sys.argv = [{str(script)!r}]; runpy.run_path({str(script)!r}, run_name='__main__')"],
+                             cwd=workdir, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 1, f"{script.name}:\n{run.stdout}\n{run.stderr}"
+        assert "the target still FAILS" in run.stdout or "torch raises" in run.stdout
+
+
+def test_the_plugin_passes_and_fails_the_same_checks_as_the_cli(workdir):
+    args = ["--without", "complex"]
+    result = certify(workdir, "planted:NoBiasCorrectionAdam", *args, "--json", "cli.json")
+    cli = _statuses(_report(workdir / "cli.json"))
+    plugin = subprocess.run(
+        [sys.executable, "-m", "pytest", "--adam-impl", "planted:NoBiasCorrectionAdam", "--adam-profile", "quick",
+         "--adam-without", "complex", "--adam-database", "none", "-p", "no:cacheprovider", "--junitxml", "plugin.xml",
+         "-q"], cwd=workdir, capture_output=True, text=True, timeout=600, env=_env())
+    assert plugin.returncode == 1, plugin.stdout[-3000:]
+    statuses = {}
+    for case in ET.parse(workdir / "plugin.xml").getroot().iter("testcase"):
+        check = case.get("name").removeprefix("test_check[").removesuffix("]")
+        statuses[check] = "failed" if case.find("failure") is not None else (
+            "skipped" if case.find("skipped") is not None else "error" if case.find("error") is not None else "passed")
+    assert result.returncode == 1 and statuses == cli
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("RaisesInStep", "raised where torch.optim.Adam did not"),
+    ("NaNEverywhere", "OVER BUDGET"),
+])
+def test_a_broken_target_fails_with_what_happened(workdir, name, expected):
+    result = certify(workdir, f"hostile_targets:{name}", "--json", "report.json")
+    assert result.returncode == 1
+    doc = _report(workdir / "report.json")
+    assert doc["summary"]["error"] == 0 and doc["summary"]["failed"] > 0
+    assert any(expected in c["reason"] for c in doc["checks"] if c["status"] == "failed")
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_hanging_target_times_out_check_by_check_and_the_run_finishes(workdir):
+    result = certify(workdir, "hostile_targets:Hangs", "--json", "report.json", "--check-timeout", "3")
+    assert result.returncode == 1
+    doc = _report(workdir / "report.json")
+    errors = {c["id"]: c["reason"] for c in doc["checks"] if c["status"] == "error"}
+    assert "invariant.amsgrad-monotone" in errors and all("timed out" in r for r in errors.values())
+    assert len(doc["checks"]) == len(CATALOGUE)
+
+
+def test_a_target_stuck_in_native_code_loses_its_worker_and_the_run_goes_on(workdir):
+    result = certify(workdir, "hostile_targets:HangsInNativeCode", "--json", "report.json", "--check-timeout", "3")
+    doc = _report(workdir / "report.json")
+    errors = [c for c in doc["checks"] if c["status"] == "error"]
+    assert len(errors) == 1 and "crashed" in errors[0]["reason"], errors
+    assert doc["summary"]["passed"] == len(CATALOGUE) - 1 and result.returncode == 1
+
+
+def test_a_crashing_target_errors_one_check_and_the_run_goes_on(workdir):
+    result = certify(workdir, "hostile_targets:CrashesTheWorker", "--json", "report.json")
+    doc = _report(workdir / "report.json")
+    errors = [c for c in doc["checks"] if c["status"] == "error"]
+    assert len(errors) == 1 and "crashed" in errors[0]["reason"]
+    assert doc["summary"]["passed"] == len(CATALOGUE) - 1 and result.returncode == 1
+
+
+def test_a_target_that_changes_global_state_fails_that_check_only(workdir):
+    result = certify(workdir, "hostile_targets:ChangesGlobalState", "--json", "report.json")
+    assert result.returncode == 1
+    statuses = _statuses(_report(workdir / "report.json"))
+    assert statuses.pop("contract.global-state") == "failed"
+    assert set(statuses.values()) == {"passed"}
+
+
+BAD_INPUT = {
+    "report in a missing directory": (["eager", "--json", "no/such/dir/report.json"], "does not exist"),
+    "report path is a directory": (["eager", "--junit", "."], "is a directory"),
+    "cuda without CUDA": (["eager", "--device", "cuda"], "CUDA is not available"),
+    "unknown --without": (["eager", "--without", "complexx"], "unknown feature 'complexx'"),
+    "unknown target": (["egar"], "did you mean eager"),
+    "device the target lacks": (["triton", "--device", "cuda"], "cuda"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(BAD_INPUT))
+def test_bad_input_exits_2_with_one_line(workdir, what):
+    args, message = BAD_INPUT[what]
+    result = certify(workdir, *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
