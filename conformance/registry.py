@@ -213,7 +213,9 @@ def _default_spec(obj: object) -> str:
 
 
 def _first_doc_line(obj: object) -> str:
-    doc = inspect.getdoc(obj) or ""
+    """The first line of `obj`'s own docstring (a class's base's docstring says nothing of it)."""
+    doc = vars(obj).get("__doc__") if inspect.isclass(obj) else obj.__doc__
+    doc = inspect.cleandoc(doc or "")
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
