@@ -26,6 +26,11 @@ rules. One place where torch's arithmetic differs on non-finite values: torch fo
 the first moment with lerp, m + (1-β₁)(g - m), which turns m = inf into NaN at the next
 finite gradient, where β₁m + (1-β₁)g stays inf. The oracle keeps the formula above;
 the budget lets an implementation follow either where torch departs from it.
+
+`run` also computes the known variants of `conformance.spec.POINTS` (eps inside the
+square root, decay not scaled by γ, a global step count, ...), each a one-line change
+at its point of the algorithm above, so that `conformance.diagnose` can say which one
+an implementation follows.
 """
 
 from __future__ import annotations
@@ -40,7 +45,10 @@ X = np.longdouble
 
 
 def run(case: Case, spec: Spec | None = None) -> Trace:
-    """The exact trajectory of `case` under `spec` (default: the case's own spec)."""
+    """The exact trajectory of `case` under `spec` (default: the case's own spec).
+
+    Another Spec computes a known variant (see conformance.spec.POINTS) instead.
+    """
     spec = spec or SPECS[case.spec]
     theta = [_real_view(p.init) for p in case.params]
     m = [np.zeros_like(x) for x in theta]
@@ -50,9 +58,11 @@ def run(case: Case, spec: Spec | None = None) -> Trace:
     hyper = [dict(lr=g.lr, betas=g.betas, eps=g.eps, weight_decay=g.weight_decay, maximize=g.maximize) for g in case.groups]
     record = set(case.recorded)
     steps, snapshots, losses = [], [], []
+    group_steps, calls = [0] * len(case.groups), 0
 
     with np.errstate(all="ignore"):  # IEEE semantics: inf and NaN propagate silently
         for t, step in enumerate(case.steps, start=1):
+            calls += 1
             for j, key, value in step.set:
                 hyper[j][key] = value
             if case.objective is None:
@@ -60,17 +70,20 @@ def run(case: Case, spec: Spec | None = None) -> Trace:
             else:
                 loss, grads = _mlp_mse(theta, case.objective.inputs, case.objective.targets)
                 losses.append(loss)
+            if spec.missing_grad == "zero":
+                grads = [np.zeros_like(theta[i]) if g is None else g for i, g in enumerate(grads)]
             for j, group in enumerate(case.groups):
                 if group.added_at > t:
                     continue
-                h = hyper[j]
-                decay = spec.decay_mode(group.decoupled_weight_decay)
+                group_steps[j] += any(grads[i] is not None for i in group.params)
                 for i in group.params:
                     if grads[i] is None:
                         continue
                     count[i] += 1
+                    t_i = {"per_param": count[i], "per_group": group_steps[j], "global": calls}[spec.step_count]
                     theta[i], m[i], v[i], v_max[i] = _adam_step(
-                        theta[i], grads[i], m[i], v[i], v_max[i], count[i], h, group.amsgrad, decay
+                        theta[i], grads[i], m[i], v[i], v_max[i], t_i, hyper[j], group.amsgrad,
+                        spec.decay_mode(group.decoupled_weight_decay), spec,
                     )
             if t in record:
                 steps.append(t)
@@ -79,23 +92,44 @@ def run(case: Case, spec: Spec | None = None) -> Trace:
     return _trace(case, steps, snapshots, losses)
 
 
-def _adam_step(theta, g, m, v, v_max, t, h, amsgrad, decay):
+def _adam_step(theta, g, m, v, v_max, t, h, amsgrad, decay, spec):
     """One step of one parameter (all arrays real, longdouble). Returns θ, m, v, v̄."""
     lr, (beta1, beta2), eps, wd = X(h["lr"]), map(X, h["betas"]), X(h["eps"]), X(h["weight_decay"])
     if h["maximize"]:
-        g = -g
+        if spec.maximize == "negate_grad":
+            g = -g
+        elif spec.maximize == "negate_lr":
+            lr = -lr
     if wd != 0:
         if decay == "decoupled":
             theta = theta * (1 - lr * wd)
-        else:
+        elif decay == "decoupled_unscaled":
+            theta = theta * (1 - wd)
+        elif decay == "coupled":
             g = g + wd * theta
+    if h["maximize"] and spec.maximize == "negate_after_decay":
+        g = -g
     m = beta1 * m + (1 - beta1) * g
     v = beta2 * v + (1 - beta2) * g * g
-    if amsgrad:
-        v_max = np.maximum(v_max, v)
-    second = v_max if amsgrad else v
-    bias1, bias2 = 1 - beta1**t, 1 - beta2**t
-    theta = theta - lr / bias1 * m / (np.sqrt(second) / np.sqrt(bias2) + eps)
+    bias1 = 1 - _power(beta1, t) if spec.bias_correction in ("both", "first") else X(1)
+    bias2 = 1 - _power(beta2, t) if spec.bias_correction in ("both", "second") else X(1)
+    second = v
+    if amsgrad and spec.amsgrad == "raw_max":
+        v_max = second = np.maximum(v_max, v)
+    elif amsgrad and spec.amsgrad == "corrected_max":  # the max of v̂, kept corrected
+        v_max = np.maximum(v_max, v / bias2)
+        second = v_max * bias2
+    if spec.eps == "after_bias_correction":
+        denom = np.sqrt(second) / np.sqrt(bias2) + eps
+    elif spec.eps == "before_bias_correction":
+        denom = (np.sqrt(second) + eps) / np.sqrt(bias2)
+    elif spec.eps == "inside_sqrt":
+        denom = np.sqrt(second / bias2 + eps)
+    else:  # floor
+        denom = np.maximum(np.sqrt(second) / np.sqrt(bias2), eps)
+    theta = theta - lr / bias1 * m / denom
+    if wd != 0 and decay == "decoupled_after":
+        theta = theta * (1 - lr * wd)
     return theta, m, v, v_max
 
 
@@ -110,6 +144,23 @@ def _mlp_mse(theta, inputs, targets):
     d_pre = (d_out @ w2) * (pre > 0)  # relu'(0) = 0, as torch
     grads = [d_pre.T @ x, d_pre.sum(axis=0), d_out.T @ hidden, d_out.sum(axis=0)]
     return float(np.sum(residual * residual)), grads
+
+
+def _power(base, n: int):
+    """base**n by repeated squaring: multiplications only, which IEEE rounds alike everywhere.
+
+    libm's powl is not correctly rounded (1 ulp off for one β^t in ten here) and takes
+    its last bits from x87 instructions (fyl2x, f2xm1) that no standard pins down: golden
+    traces made with it on one machine did not regenerate bit for bit on another.
+    About 2·log2(n) roundings of longdouble: under 2e-18 relative at n = 1000.
+    """
+    result, square = X(1), X(base)
+    while n:
+        if n & 1:
+            result *= square
+        square *= square
+        n >>= 1
+    return result
 
 
 def _real_view(a: np.ndarray) -> np.ndarray:
