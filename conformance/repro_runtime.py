@@ -40,11 +40,12 @@ def run_case(factory, case, keywords):
 
 
 def tensors(result, i):
-    """{name: [snapshot...]} of parameter i in a drive result."""
-    out = {"param": result["params"][i]}
-    for snap in result["state"][i]:
+    """{name: {recorded step: snapshot}} of parameter i in a drive result (its state
+    exists from the parameter's first step on)."""
+    out = {"param": dict(zip(result["steps"], result["params"][i]))}
+    for step, snap in zip(result["steps"], result["state"][i]):
         for key, value in snap.items():
-            out.setdefault(key, []).append(value)
+            out.setdefault(key, {})[step] = value
     return out
 
 
@@ -55,17 +56,18 @@ def differences(target, torch_run, case):
         eps = EPS[param["dtype"]]
         mine, theirs = tensors(target, i), tensors(torch_run, i)
         for key in theirs:
-            if key not in mine or len(mine[key]) != len(theirs[key]) or key == "step":
+            steps = sorted(set(mine.get(key, {})) & set(theirs[key]))
+            if key == "step" or not steps:
                 continue
-            a = torch.stack([torch.view_as_real(x) if x.is_complex() else x for x in mine[key]])
-            b = torch.stack([torch.view_as_real(x) if x.is_complex() else x for x in theirs[key]])
+            a = torch.stack([torch.view_as_real(x) if x.is_complex() else x for x in map(mine[key].get, steps)])
+            b = torch.stack([torch.view_as_real(x) if x.is_complex() else x for x in map(theirs[key].get, steps)])
             finite = b[torch.isfinite(b)]
             scale = max(float(finite.pow(2).mean().sqrt()) if finite.numel() else 0.0, 1e-300)
             pattern = (torch.isfinite(a) != torch.isfinite(b)) | (torch.isnan(a) != torch.isnan(b))
             both = torch.isfinite(a) & torch.isfinite(b)
             error = ((a - b).abs() / (eps * torch.maximum(b.abs(), torch.tensor(scale, dtype=b.dtype))))
             error = torch.where(both, error, torch.zeros_like(error))
-            for k, step in enumerate(target["steps"]):
+            for k, step in enumerate(steps):
                 e = math.inf if bool(pattern[k].any()) else float(error[k].max()) if error[k].numel() else 0.0
                 worst = max(worst, e)
                 if e > 0:
@@ -105,10 +107,10 @@ def repeated(target_factory):
     for i in range(len(first["params"])):
         a, b = tensors(first, i), tensors(second, i)
         for key in a:
-            for k, (x, y) in enumerate(zip(a[key], b.get(key, []))):
-                same = (x == y) | (x.isnan() & y.isnan())
-                if not bool(same.all()):
-                    print(f"  param {i} {key} differs after step {first['steps'][k]}: the runs should be identical")
+            for step, x in a[key].items():
+                y = b.get(key, {}).get(step)
+                if y is None or not bool(((x == y) | (x.isnan() & y.isnan())).all()):
+                    print(f"  param {i} {key} differs after step {step}: the runs should be identical")
                     return True
     return False
 

@@ -10,6 +10,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from conformance.case import Case, Trace
+from conformance.runner import guarded_global_state
 from conformance.checks.base import CheckFailure, Evidence, Target, check, holds
 from conformance.checks.parity import within_budget
 
@@ -132,7 +133,8 @@ def invalid_hyperparameters(target: Target, evidence: Evidence, data) -> None:
 
 def _rejected(target: Target, kwargs: dict) -> None:
     try:
-        target.impl.factory([torch.zeros(3, requires_grad=True)], **kwargs)
+        with guarded_global_state([], step=0):
+            target.impl.factory([torch.zeros(3, requires_grad=True)], **kwargs)
     except ValueError:
         return
     except Exception as e:
@@ -154,10 +156,10 @@ def sparse_gradients(target: Target, evidence: Evidence, data) -> None:
 
 def _sparse_rejected(target: Target, n: int) -> None:
     param = torch.zeros(n, requires_grad=True, device=target.device)
-    opt = target.impl.factory([param], lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
     param.grad = torch.sparse_coo_tensor(torch.tensor([[0, n - 1]]), torch.tensor([1.0, -1.0]), (n,), device=target.device)
     try:
-        opt.step()
+        with guarded_global_state([], step=1):
+            target.impl.factory([param], lr=1e-3, betas=(0.9, 0.999), eps=1e-8).step()
     except Exception:
         return
     raise CheckFailure(f"step() accepted a sparse gradient of a ({n},) parameter, where torch raises RuntimeError",
