@@ -1,47 +1,682 @@
-"""Wrong Adams: each one small, realistic change from a correct one, documented in one line.
+"""The mutant zoo: wrong Adams, each one small change from a correct one, each documented in
+one line with the real bug it is modelled on. The suite must catch every one at the quick
+profile (tests/test_kill_matrix.py); the correct-but-different implementations at the end
+must all pass.
 
-The suite's checks must catch every one of them (a check that cannot fail is a defect).
+`Textbook` is torch's Adam cut at the points where bugs live; a mutant overrides one piece.
 """
 
 from __future__ import annotations
 
+import math
+import time
+
 import torch
 
-from impls.base import Hyper
-from impls.eager import EagerAdam
+from impls.base import AdamBase, Hyper, adamw
 
 
-class _HyperMutant(EagerAdam):
-    """EagerAdam whose hyperparameters pass through `mutate` before each step."""
-
-    @staticmethod
-    def mutate(hp: Hyper) -> Hyper:
-        return hp
-
-    def _update(self, hp, *tensors):
-        super()._update(self.mutate(hp), *tensors)
-
-
-class Beta2InBfloat16(_HyperMutant):
-    """beta2 stored in bfloat16 (0.999 becomes 0.99609), as in tt-metal #55935."""
-
-    mutate = staticmethod(lambda hp: hp._replace(beta2=torch.tensor(hp.beta2, dtype=torch.bfloat16).item()))
-
-
-class MaximizeIgnored(_HyperMutant):
-    """maximize accepted but ignored (pytorch_optimizer #527)."""
-
-    mutate = staticmethod(lambda hp: hp._replace(maximize=False))
-
-
-class EpsBeforeBiasCorrection(EagerAdam):
-    """eps added before bias correction, TF style: effective eps is eps·√(1-β₂ᵗ) (pytorch #22628)."""
+class Textbook(AdamBase):
+    """torch.optim.Adam's step as overridable pieces (the arithmetic of impls.eager)."""
 
     def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
-        # eps/√(1-β₂ᵗ) after correction equals eps before it; one eps per step count.
-        for t in sorted(set(steps)):
-            index = [i for i, s in enumerate(steps) if s == t]
-            pick = lambda xs: None if xs is None else [xs[i] for i in index]  # noqa: E731
-            eps = hp.eps / (1 - hp.beta2**t) ** 0.5
-            super()._update(hp._replace(eps=eps), pick(params), pick(grads), pick(exp_avgs),
-                            pick(exp_avg_sqs), pick(max_exp_avg_sqs), pick(steps))
+        for i, p in enumerate(params):
+            v_max = None if max_exp_avg_sqs is None else max_exp_avg_sqs[i]
+            g = self.direction(hp, grads[i])
+            g = self.decay(hp, p, g)
+            self.moments(hp, g, exp_avgs[i], exp_avg_sqs[i])
+            denom = self.denominator(hp, self.second_moment(hp, exp_avg_sqs[i], v_max, steps[i]), steps[i])
+            self.apply(hp, p, exp_avgs[i], denom, steps[i])
+            self.after(hp, p)
+
+    def direction(self, hp: Hyper, grad):
+        return -grad if hp.maximize else grad
+
+    def decay(self, hp: Hyper, p, g):
+        if hp.weight_decay == 0:
+            return g
+        if hp.decoupled:
+            p.mul_(1 - hp.lr * hp.weight_decay)
+            return g
+        return g.add(p, alpha=hp.weight_decay)
+
+    def moments(self, hp: Hyper, g, m, v):
+        m.lerp_(g, 1 - hp.beta1)
+        v.mul_(hp.beta2).addcmul_(g, g, value=1 - hp.beta2)
+
+    def second_moment(self, hp: Hyper, v, v_max, t: int):
+        if v_max is None:
+            return v
+        torch.maximum(v_max, v, out=v_max)
+        return v_max
+
+    def denominator(self, hp: Hyper, second, t: int):
+        return (second.sqrt() / math.sqrt(1 - hp.beta2**t)).add_(hp.eps)
+
+    def apply(self, hp: Hyper, p, m, denom, t: int):
+        p.addcdiv_(m, denom, value=-hp.lr / (1 - hp.beta1**t))
+
+    def after(self, hp: Hyper, p):
+        pass
+
+
+# -- eps and bias correction -----------------------------------------------------------
+
+
+class EpsBeforeBiasCorrection(Textbook):
+    """eps added before bias correction, TensorFlow style (pytorch #22628)."""
+
+    def denominator(self, hp, second, t):
+        return (second.sqrt() + hp.eps) / math.sqrt(1 - hp.beta2**t)
+
+
+class EpsInsideSqrt(Textbook):
+    """eps inside the square root, sqrt(v̂ + eps) (pytorch_optimizer #397)."""
+
+    def denominator(self, hp, second, t):
+        return (second / (1 - hp.beta2**t) + hp.eps).sqrt()
+
+
+class EpsAsFloor(Textbook):
+    """eps as a floor, max(sqrt(v̂), eps), instead of added."""
+
+    def denominator(self, hp, second, t):
+        return (second.sqrt() / math.sqrt(1 - hp.beta2**t)).clamp_min(hp.eps)
+
+
+class ZeroEpsBecomesDefault(Textbook):
+    """eps = 0 silently becomes 1e-7 (`epsilon or backend.epsilon()`, as Keras' OptimizerV2 does)."""
+
+    def denominator(self, hp, second, t):
+        return super().denominator(hp._replace(eps=hp.eps or 1e-7), second, t)
+
+
+class NoBiasCorrection(Textbook):
+    """no bias correction at all."""
+
+    def denominator(self, hp, second, t):
+        return second.sqrt().add_(hp.eps)
+
+    def apply(self, hp, p, m, denom, t):
+        p.addcdiv_(m, denom, value=-hp.lr)
+
+
+class FirstMomentNotBiasCorrected(Textbook):
+    """the first moment is not bias-corrected (karpathy/nanochat #304 family)."""
+
+    def apply(self, hp, p, m, denom, t):
+        p.addcdiv_(m, denom, value=-hp.lr)
+
+
+class SecondMomentNotBiasCorrected(Textbook):
+    """the second moment is not bias-corrected."""
+
+    def denominator(self, hp, second, t):
+        return second.sqrt().add_(hp.eps)
+
+
+class SecondCorrectionNotSquareRooted(Textbook):
+    """sqrt(v) divided by (1 - beta2^t) instead of its square root."""
+
+    def denominator(self, hp, second, t):
+        return (second.sqrt() / (1 - hp.beta2**t)).add_(hp.eps)
+
+
+class BetasSwapped(Textbook):
+    """beta1 and beta2 swapped between the two moments."""
+
+    def moments(self, hp, g, m, v):
+        super().moments(hp._replace(beta1=hp.beta2, beta2=hp.beta1), g, m, v)
+
+
+class FactoredSecondMoment(Textbook):
+    """a matrix's second moment kept as row and column means, as Adafactor saves memory: not Adam."""
+
+    def moments(self, hp, g, m, v):
+        m.lerp_(g, 1 - hp.beta1)
+        sq = g * g
+        if sq.dim() >= 2 and sq.numel():
+            rows, cols = sq.mean(dim=-1, keepdim=True), sq.mean(dim=-2, keepdim=True)
+            sq = rows * cols / rows.mean(dim=-2, keepdim=True).clamp_min(1e-30)
+        v.mul_(hp.beta2).add_(sq, alpha=1 - hp.beta2)
+
+
+class Beta2InBfloat16(Textbook):
+    """beta2 stored in bfloat16: 0.999 becomes 0.99609 (tenstorrent tt-metal #55935)."""
+
+    def moments(self, hp, g, m, v):
+        super().moments(hp._replace(beta2=torch.tensor(hp.beta2, dtype=torch.bfloat16).item()), g, m, v)
+
+
+class BiasCorrectionInFloat32(Textbook):
+    """bias corrections computed in float32 instead of double (pytorch PR #88173)."""
+
+    def denominator(self, hp, second, t):
+        bc2 = 1 - torch.tensor(hp.beta2, dtype=torch.float32) ** t
+        return (second.sqrt() / bc2.sqrt().item()).add_(hp.eps)
+
+    def apply(self, hp, p, m, denom, t):
+        bc1 = 1 - torch.tensor(hp.beta1, dtype=torch.float32) ** t
+        p.addcdiv_(m, denom, value=-hp.lr / bc1.item())
+
+
+# -- weight decay ----------------------------------------------------------------------
+
+
+class DecoupledDecayInAdam(Textbook):
+    """Adam applies AdamW's decoupled decay (flagos-ai/FlagGems #4989)."""
+
+    def decay(self, hp, p, g):
+        return super().decay(hp._replace(decoupled=True), p, g)
+
+
+class CoupledDecay(Textbook):
+    """AdamW that adds wd·θ to the gradient: the seed notebook's "AdamW"."""
+
+    def decay(self, hp, p, g):
+        return super().decay(hp._replace(decoupled=False), p, g)
+
+
+class DecayNotScaledByLr(Textbook):
+    """decoupled decay θ *= 1 - wd, without lr (pytorch #38853, the paper's own form)."""
+
+    def decay(self, hp, p, g):
+        return super().decay(hp._replace(lr=1.0), p, g) if hp.decoupled else super().decay(hp, p, g)
+
+
+class DecayAfterUpdate(Textbook):
+    """decoupled decay applied to the updated weights (Odyssey PR #5674)."""
+
+    def decay(self, hp, p, g):
+        return g if hp.decoupled else super().decay(hp, p, g)
+
+    def after(self, hp, p):
+        if hp.decoupled and hp.weight_decay:
+            p.mul_(1 - hp.lr * hp.weight_decay)
+
+
+class DecayAppliedTwice(Textbook):
+    """both decays at once: wd·θ added to the gradient and θ shrunk as well."""
+
+    def decay(self, hp, p, g):
+        if hp.decoupled and hp.weight_decay:
+            g = g.add(p, alpha=hp.weight_decay)
+        return super().decay(hp, p, g)
+
+
+class SkipsAllZeroGradients(Textbook):
+    """a parameter whose gradient is all zeros is skipped (a sparse-update shortcut), so it is not decayed."""
+
+    def _update(self, hp, params, grads, *rest):
+        keep = [i for i, g in enumerate(grads) if g.numel() == 0 or bool(g.ne(0).any())]
+        pick = lambda xs: None if xs is None else [xs[i] for i in keep]  # noqa: E731
+        if keep:
+            super()._update(hp, pick(params), pick(grads), *map(pick, rest))
+
+
+class DecoupledFlagIgnored(Textbook):
+    """Adam(decoupled_weight_decay=True) accepted but decays coupled."""
+
+    def decay(self, hp, p, g):
+        return super().decay(hp._replace(decoupled=False), p, g)
+
+
+# -- maximize --------------------------------------------------------------------------
+
+
+class MaximizeIgnored(Textbook):
+    """maximize accepted and ignored (kozistr/pytorch_optimizer #527)."""
+
+    def direction(self, hp, grad):
+        return grad
+
+
+class MaximizeByNegatingLr(Textbook):
+    """maximize by negating lr, which also reverses decoupled decay (Paddle #79341, pytorch PR #68164)."""
+
+    def direction(self, hp, grad):
+        return grad
+
+    def decay(self, hp, p, g):
+        return super().decay(hp._replace(lr=-hp.lr) if hp.maximize else hp, p, g)
+
+    def apply(self, hp, p, m, denom, t):
+        super().apply(hp._replace(lr=-hp.lr) if hp.maximize else hp, p, m, denom, t)
+
+
+class MaximizeAfterDecay(Textbook):
+    """maximize negates the decayed gradient -(g + wd·θ), so L2 decay grows the weights."""
+
+    def direction(self, hp, grad):
+        return grad
+
+    def decay(self, hp, p, g):
+        g = super().decay(hp, p, g)
+        return -g if hp.maximize else g
+
+
+# -- AMSGrad ---------------------------------------------------------------------------
+
+
+class AmsgradMaxNotPersisted(Textbook):
+    """AMSGrad's max computed out of place and never written back (pytorch #78807)."""
+
+    def second_moment(self, hp, v, v_max, t):
+        return v if v_max is None else torch.maximum(v_max, v)
+
+
+class AmsgradMaxOfCorrected(Textbook):
+    """AMSGrad keeps the max of the bias-corrected v̂ (pytorch #142041's doc formula)."""
+
+    def second_moment(self, hp, v, v_max, t):
+        if v_max is None:
+            return v
+        torch.maximum(v_max, v / (1 - hp.beta2**t), out=v_max)
+        return v_max * (1 - hp.beta2**t)  # the textbook's correction then undoes itself
+
+
+class AmsgradIgnored(Textbook):
+    """amsgrad accepted and ignored."""
+
+    def second_moment(self, hp, v, v_max, t):
+        return v
+
+
+class NaNDroppedFromAmsgradMax(Textbook):
+    """AMSGrad's max with fmax, which drops NaN (torch's fused CPU kernel)."""
+
+    def second_moment(self, hp, v, v_max, t):
+        if v_max is None:
+            return v
+        torch.fmax(v_max, v, out=v_max)
+        return v_max
+
+
+class AmsgradMaxFlushedToZero(Textbook):
+    """AMSGrad's running max stored flush-to-zero, as by a fast-math kernel: subnormals become 0."""
+
+    def second_moment(self, hp, v, v_max, t):
+        second = super().second_moment(hp, v, v_max, t)
+        return second if v_max is None else v_max.masked_fill_(v_max.abs() < torch.finfo(v_max.dtype).tiny, 0)
+
+
+# -- complex ---------------------------------------------------------------------------
+
+
+def _complex_view(x) -> bool:
+    """Whether `x` is the view_as_real of a complex tensor (as the base hands state over)."""
+    return x._base is not None and x._base.is_complex()
+
+
+class ComplexSquared(Textbook):
+    """complex gradients squared as g·g instead of per component (pytorch #59998)."""
+
+    def moments(self, hp, g, m, v):
+        if not _complex_view(v):
+            return super().moments(hp, g, m, v)
+        m.lerp_(g, 1 - hp.beta1)
+        g_complex = torch.view_as_complex(g.contiguous())
+        torch.view_as_complex(v).mul_(hp.beta2).add_(g_complex * g_complex, alpha=1 - hp.beta2)
+
+
+class ComplexAmsgradMaxSkipped(Textbook):
+    """AMSGrad's max not updated for complex parameters (pytorch PR #104990 family)."""
+
+    def second_moment(self, hp, v, v_max, t):
+        if v_max is not None and _complex_view(v):
+            return v_max
+        return super().second_moment(hp, v, v_max, t)
+
+
+# -- step counting, missing gradients, state -------------------------------------------
+
+
+class StepCountPerGroup(Textbook):
+    """one step count per param group, bumped when any of its params has a grad."""
+
+    def step(self, closure=None):
+        self._call = getattr(self, "_call", 0) + 1
+        return super().step(closure)
+
+    def _state_for(self, p, amsgrad):
+        state = super()._state_for(p, amsgrad)
+        group = next(g for g in self.param_groups if any(q is p for q in g["params"]))
+        if group.get("last_call") != self._call:
+            group["last_call"], group["count"] = self._call, group.get("count", 0) + 1
+        state["step"].fill_(group["count"] - 1)  # the base then adds this step
+        return state
+
+
+class StepCountGlobal(StepCountPerGroup):
+    """one global step count, bumped by every step() call (optax's and Keras's convention)."""
+
+    def _state_for(self, p, amsgrad):
+        state = Textbook._state_for(self, p, amsgrad)
+        state["step"].fill_(self._call - 1)
+        return state
+
+
+class NoneGradTreatedAsZero(Textbook):
+    """parameters without a grad stepped as if their gradient were zero."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        missing = [p for group in self.param_groups for p in group["params"] if p.grad is None]
+        for p in missing:
+            p.grad = torch.zeros_like(p)
+        super().step()
+        for p in missing:
+            p.grad = None
+        return loss
+
+
+class GradModifiedInPlace(Textbook):
+    """maximize and decay written into p.grad in place (pytorch PR #92706)."""
+
+    def direction(self, hp, grad):
+        return grad.neg_() if hp.maximize else grad
+
+    def decay(self, hp, p, g):
+        if hp.weight_decay and not hp.decoupled:
+            return g.add_(p, alpha=hp.weight_decay)
+        return super().decay(hp, p, g)
+
+
+class ParamReplaced(Textbook):
+    """the update builds a new tensor and rebinds p.data instead of writing in place."""
+
+    def apply(self, hp, p, m, denom, t):
+        new = p.addcdiv(m, denom, value=-hp.lr / (1 - hp.beta1**t))
+        if p._base is None:
+            p.data = new.contiguous()
+        else:
+            p.copy_(new)
+
+
+class StateInBfloat16(Textbook):
+    """moments kept in bfloat16 whatever the parameter's dtype (low-precision state, torchao style)."""
+
+    def _state_for(self, p, amsgrad):
+        return _state_in(super()._state_for(p, amsgrad), torch.bfloat16, lambda x: not x.is_complex())
+
+    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
+        _in_dtype_of(params, super()._update, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
+
+
+def _state_in(state: dict, dtype, applies) -> dict:
+    """`state` with its moments converted to `dtype` where `applies`."""
+    for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+        if key in state and applies(state[key]) and state[key].dtype != dtype:
+            state[key] = state[key].to(dtype)
+    return state
+
+
+def _in_dtype_of(params, update, hp, params_, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
+    """Run `update` on copies of the moments in their parameters' dtypes, and store them back."""
+    wide = lambda xs: None if xs is None else [x.to(p.dtype) for x, p in zip(xs, params)]  # noqa: E731
+    moments = [exp_avgs, exp_avg_sqs, max_exp_avg_sqs]
+    copies = [wide(xs) for xs in moments]
+    update(hp, params_, grads, *copies, steps)
+    for xs, ws in zip(moments, copies):
+        for x, w in zip(xs or [], ws or []):
+            x.copy_(w)
+
+
+class ReloadDropsAmsgradMax(Textbook):
+    """a state_dict without max_exp_avg_sq: after a reload AMSGrad's running max starts again from 0."""
+
+    def state_dict(self):
+        saved = super().state_dict()
+        for state in saved["state"].values():
+            state.pop("max_exp_avg_sq", None)
+        return saved
+
+
+class CheckpointStoresSqrt(Textbook):
+    """the checkpoint keeps √v (a cached denominator) and squares it back on load: v loses its last bits."""
+
+    def state_dict(self):
+        saved = super().state_dict()
+        for state in saved["state"].values():
+            state["exp_avg_sq"] = state["exp_avg_sq"].sqrt()
+        return saved
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        for state in self.state.values():
+            state["exp_avg_sq"].copy_(state["exp_avg_sq"] * state["exp_avg_sq"])
+
+
+class LoadStateDictResetsStep(Textbook):
+    """load_state_dict resets step counts, so a resumed run restarts bias correction (pytorch #5627)."""
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        for state in self.state.values():
+            state["step"].zero_()
+
+
+class ZeroGradFillsZeros(Textbook):
+    """zero_grad() fills gradients with zeros instead of setting them to None."""
+
+    def zero_grad(self, set_to_none=True):
+        super().zero_grad(set_to_none=False)
+
+
+class HyperparametersReadOnce(Textbook):
+    """lr read once, at a parameter's first step, so schedulers changing param_groups do nothing."""
+
+    def _update(self, hp, params, grads, *rest):
+        first = self.__dict__.setdefault("_first_lr", {})
+        for p in params:
+            first.setdefault(p.data_ptr(), hp.lr)
+        super()._update(hp._replace(lr=first[params[0].data_ptr()]), params, grads, *rest)
+
+
+class ClosureLossNotReturned(Textbook):
+    """step(closure) evaluates the closure but returns None."""
+
+    def step(self, closure=None):
+        super().step(closure)
+
+
+class InvalidHyperparametersAccepted(Textbook):
+    """no validation of hyperparameters: a negative lr or beta >= 1 is accepted."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
+                 maximize=False, decoupled_weight_decay=False):
+        torch.optim.Optimizer.__init__(self, params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                                         amsgrad=amsgrad, maximize=maximize,
+                                                         decoupled_weight_decay=decoupled_weight_decay))
+
+
+class SparseGradientDensified(Textbook):
+    """a sparse gradient silently densified instead of rejected."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and p.grad.is_sparse:
+                    p.grad = p.grad.to_dense()
+        return super().step(closure)
+
+
+class ChangesDefaultDtype(Textbook):
+    """switches torch's default dtype to float64 for its scalar arithmetic and never switches back."""
+
+    def _update(self, hp, params, *rest):
+        torch.set_default_dtype(torch.float64)
+        super()._update(hp, params, *rest)
+
+
+class StochasticRounding(Textbook):
+    """each update dithered by a fraction of an ulp (stochastic rounding): within budget, nondeterministic."""
+
+    def apply(self, hp, p, m, denom, t):
+        if not hasattr(self, "_noise"):
+            self._noise = torch.Generator().manual_seed(time.time_ns())
+        step = m / denom * (-hp.lr / (1 - hp.beta1**t))
+        dither = torch.rand(step.shape, generator=self._noise, dtype=torch.float64) - 0.5
+        p.add_(step + (dither * torch.finfo(p.dtype).eps * step.abs().double()).to(p.dtype))
+
+
+# -- kernels: tails, empty tensors, strides --------------------------------------------
+
+
+class GradReadOneElementOff(Textbook):
+    """a vectorised load off by one: element i reads the gradient of element i+1 (the last wraps round)."""
+
+    def _update(self, hp, params, grads, *rest):
+        super()._update(hp, params, [g.flatten().roll(-1).view_as(g) for g in grads], *rest)
+
+
+class TailNotUpdated(Textbook):
+    """blocks of 1024 and the partial last block of a larger tensor dropped (pytorch #119885 family)."""
+
+    BLOCK = 1024
+
+    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
+        lists = [params, grads, exp_avgs, exp_avg_sqs] + ([max_exp_avg_sqs] if max_exp_avg_sqs is not None else [])
+        for i, p in enumerate(params):
+            tensors = [xs[i] for xs in lists]
+            if p.numel() > self.BLOCK and all(x.is_contiguous() for x in tensors):
+                kept = p.numel() // self.BLOCK * self.BLOCK
+                for xs, x in zip(lists, tensors):
+                    xs[i] = x.reshape(-1)[:kept]
+        super()._update(hp, *lists[:4], lists[4] if max_exp_avg_sqs is not None else None, steps)
+
+
+class SkipsGroupEndingWithEmptyTensor(Textbook):
+    """no update for a group whose last tensor is empty (pytorch #100701, TransformerEngine #3207)."""
+
+    def _update(self, hp, params, *rest):
+        if params[-1].numel() == 0:
+            return
+        super()._update(hp, params, *rest)
+
+
+class GradReadWithParamStrides(Textbook):
+    """the gradient read with the parameter's strides (torch's fused CPU kernel, found here)."""
+
+    def _update(self, hp, params, grads, *rest):
+        misread = [g if g.stride() == p.stride() else g.contiguous().as_strided(p.shape, p.stride())
+                   for p, g in zip(params, grads)]
+        super()._update(hp, params, misread, *rest)
+
+
+ADAMW_MUTANTS = {CoupledDecay, DecayNotScaledByLr, DecayAfterUpdate, DecayAppliedTwice}
+
+MUTANTS = [
+    EpsBeforeBiasCorrection, EpsInsideSqrt, EpsAsFloor, ZeroEpsBecomesDefault, NoBiasCorrection,
+    FirstMomentNotBiasCorrected, SecondMomentNotBiasCorrected, SecondCorrectionNotSquareRooted, BetasSwapped,
+    FactoredSecondMoment, Beta2InBfloat16, BiasCorrectionInFloat32, DecoupledDecayInAdam, CoupledDecay,
+    DecayNotScaledByLr, DecayAfterUpdate, DecayAppliedTwice, SkipsAllZeroGradients, DecoupledFlagIgnored,
+    MaximizeIgnored, MaximizeByNegatingLr, MaximizeAfterDecay, AmsgradMaxNotPersisted, AmsgradMaxOfCorrected,
+    AmsgradIgnored, NaNDroppedFromAmsgradMax, AmsgradMaxFlushedToZero, ComplexSquared, ComplexAmsgradMaxSkipped,
+    StepCountPerGroup, StepCountGlobal, NoneGradTreatedAsZero, GradModifiedInPlace, ParamReplaced, StateInBfloat16,
+    ReloadDropsAmsgradMax, CheckpointStoresSqrt, LoadStateDictResetsStep, ZeroGradFillsZeros,
+    HyperparametersReadOnce, ClosureLossNotReturned, InvalidHyperparametersAccepted, SparseGradientDensified,
+    ChangesDefaultDtype, StochasticRounding, GradReadOneElementOff, TailNotUpdated, SkipsGroupEndingWithEmptyTensor,
+    GradReadWithParamStrides,
+]
+
+
+# -- correct, but different: these must all be certified ---------------------------------
+
+
+class Float64Inside(Textbook):
+    """computes every step in float64 and rounds once into the parameter's dtype."""
+
+    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
+        wide = lambda xs: None if xs is None else [x.to(torch.float64) for x in xs]  # noqa: E731
+        outs = [params, exp_avgs, exp_avg_sqs, max_exp_avg_sqs]
+        copies = [wide(xs) for xs in outs]
+        super()._update(hp, copies[0], wide(grads), *copies[1:], steps)
+        for xs, ws in zip(outs, copies):
+            for x, w in zip(xs or [], ws or []):
+                x.copy_(w)
+
+
+class RearrangedAlgebra(Textbook):
+    """θ -= (lr·√(1-β₂ᵗ)/(1-β₁ᵗ))·m / (√v + eps·√(1-β₂ᵗ)): the same formula, rearranged."""
+
+    def denominator(self, hp, second, t):
+        return second.sqrt().add_(hp.eps * math.sqrt(1 - hp.beta2**t))
+
+    def apply(self, hp, p, m, denom, t):
+        p.addcdiv_(m, denom, value=-hp.lr * math.sqrt(1 - hp.beta2**t) / (1 - hp.beta1**t))
+
+
+class ChunkedLoop(Textbook):
+    """updates every tensor in chunks of 7 elements, as a blocked kernel with a tail would."""
+
+    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
+        for i, p in enumerate(params):
+            if not all(x.is_contiguous() for x in (p, grads[i], exp_avgs[i], exp_avg_sqs[i])):
+                super()._update(hp, [p], [grads[i]], [exp_avgs[i]], [exp_avg_sqs[i]],
+                                None if max_exp_avg_sqs is None else [max_exp_avg_sqs[i]], [steps[i]])
+                continue
+            tensors = [p, grads[i], exp_avgs[i], exp_avg_sqs[i]] + ([max_exp_avg_sqs[i]] if max_exp_avg_sqs else [])
+            flat = [x.reshape(-1) for x in tensors]
+            for start in range(0, p.numel(), 7):
+                chunk = [x[start:start + 7] for x in flat]
+                super()._update(hp, [chunk[0]], [chunk[1]], [chunk[2]], [chunk[3]],
+                                [chunk[4]] if max_exp_avg_sqs else None, [steps[i]])
+
+
+class MomentsByMulAdd(Textbook):
+    """the first moment as β₁m + (1-β₁)g instead of lerp."""
+
+    def moments(self, hp, g, m, v):
+        m.mul_(hp.beta1).add_(g, alpha=1 - hp.beta1)
+        v.mul_(hp.beta2).addcmul_(g, g, value=1 - hp.beta2)
+
+
+class SecondMomentByLerp(Textbook):
+    """the second moment by lerp towards g², as torch's differentiable path does."""
+
+    def moments(self, hp, g, m, v):
+        m.lerp_(g, 1 - hp.beta1)
+        v.lerp_(g * g, 1 - hp.beta2)
+
+
+class Float32StateForLowPrecision(Textbook):
+    """keeps float32 moments for float16 and bfloat16 parameters and computes in float32 (more accurate than torch)."""
+
+    def _state_for(self, p, amsgrad):
+        return _state_in(super()._state_for(p, amsgrad), torch.float32, lambda x: x.dtype in (torch.float16, torch.bfloat16))
+
+    def load_state_dict(self, state_dict):
+        """Keep the saved float32 moments: torch's loader casts state to each parameter's dtype."""
+        super().load_state_dict(state_dict)
+        ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        params = [p for group in self.param_groups for p in group["params"]]
+        for i, p in zip(ids, params):
+            for key, saved in state_dict["state"].get(i, {}).items():
+                if key != "step" and saved.dtype == torch.float32:
+                    self.state[p][key] = saved.to(p.device, copy=True)
+
+    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
+        wide = [p.to(m.dtype) for p, m in zip(params, exp_avgs)]
+        super()._update(hp, wide, [g.to(m.dtype) for g, m in zip(grads, exp_avgs)], exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
+        for p, w in zip(params, wide):
+            if w is not p:
+                p.copy_(w)
+
+
+CORRECT = [Textbook, Float64Inside, RearrangedAlgebra, ChunkedLoop, MomentsByMulAdd, SecondMomentByLerp,
+           Float32StateForLowPrecision]
+
+
+def spec_of(cls) -> str:
+    return "adamw" if cls in ADAMW_MUTANTS else "adam"
+
+
+def factory(cls):
+    """The mutant as the optimizer class a user would hand in: AdamW form for AdamW bugs."""
+    return adamw(cls) if cls in ADAMW_MUTANTS else cls
