@@ -75,6 +75,28 @@ def cmd_certify(args: argparse.Namespace) -> int:
     return certify(args)
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """Say which known Adam variant a target implements, point by point. Exit 0."""
+    import json
+    from pathlib import Path
+
+    from conformance import diagnose
+    from conformance.target import build_target, describe_environment
+
+    target = build_target(args.target, spec=args.spec, device=args.device, without=args.without)
+    if args.json:
+        from conformance.certify import _writable
+
+        _writable(args.json, "--json")
+    print("adam-conformance diagnose\n" + "".join(f"  {line}\n" for line in describe_environment(target, seed=0)[:4]))
+    findings = diagnose.diagnose(target)
+    print(diagnose.render(target, findings))
+    if args.json:
+        Path(args.json).write_text(json.dumps(diagnose.document(target, findings), indent=1) + "\n")
+        print(f"JSON: {args.json}")
+    return 0
+
+
 def _workers(value: str) -> str:
     if value == "auto" or (value.isdigit() and int(value) >= 0):
         return value
@@ -106,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repro-dir", metavar="DIR", help="write reproducers here (default: a new temporary directory)")
     p.add_argument("--check-timeout", type=float, metavar="SECONDS", help="time limit per check (default by profile)")
     p.set_defaults(func=cmd_certify)
+
+    p = sub.add_parser("diagnose", help="say which known Adam variant TARGET implements, point by point")
+    p.add_argument("target", metavar="TARGET", help="registered name or package.module:attr")
+    p.add_argument("--spec", choices=["adam", "adamw"], help="the spec to compare with (default: the target's own)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--without", action="append", default=[], metavar="FEATURE", help="disclaim a feature (repeatable)")
+    p.add_argument("--json", metavar="PATH", help="also write the findings as JSON")
+    p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("golden", help="verify or regenerate the golden traces")
     p.add_argument("action", choices=["verify", "regenerate"])
