@@ -5,7 +5,8 @@ runs them, never a second copy: a `Collector` plugin gathers each check's result
 the controller and prints progress. pytest runs isolated from the current directory's
 configuration (its own rootdir and ini file, no cache), so nothing of the user's files
 is touched but the reports asked for; reproducers go to --repro-dir, or to a fresh
-temporary directory.
+temporary directory. A target that fails is diagnosed (`conformance.diagnose`, in a
+process of its own) so the report can name the known variant it implements.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import io
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +26,7 @@ import pytest
 
 from conformance import report, reproducer
 from conformance.checks import CATALOGUE
-from conformance.plugin import SUITE
+from conformance.plugin import SUITE, TIMEOUTS
 from conformance.target import Target, TargetOptionsError, build_target, describe_environment
 
 
@@ -115,7 +117,8 @@ def certify(args) -> int:
     for result in results:
         if result.failure:
             result.reproducer = str(reproducer.write(repro_dir, args.target, target, result))
-    doc = report.document(target, header, args.seed, results, time.time() - started)
+    diagnosis = None if all(r.status in ("passed", "skipped") for r in results) else _diagnose(args, target, out)
+    doc = report.document(target, header, args.seed, results, time.time() - started, diagnosis)
     out.write("\n" + report.render(doc) + "\n")
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
@@ -146,6 +149,38 @@ def run(target: Target, args, out) -> list[CheckResult]:
         tail = "\n".join(pytest_output.getvalue().strip().splitlines()[-15:])
         raise RuntimeError(f"pytest could not run the checks (exit code {code}):\n{tail}")
     return list(collector.results.values())
+
+
+#: The least time the diagnosis gets, whatever --check-timeout says: it starts a process
+#: (torch's import alone takes seconds) and runs a dozen probes.
+DIAGNOSIS_TIMEOUT = 30.0
+
+
+def _diagnose(args, target: Target, out) -> dict | None:
+    """`adam-conformance diagnose` of a target that failed, in a process of its own under the
+    check time limit (the target may hang or crash); its findings, or None if it could not run."""
+    out.write("\ndiagnosing which known variant it implements...\n")
+    out.flush()
+    timeout = max(args.check_timeout or TIMEOUTS[target.profile.name], DIAGNOSIS_TIMEOUT)
+    with tempfile.TemporaryDirectory(prefix="adam-conformance-") as scratch, _environment(scratch):
+        path = Path(scratch) / "diagnosis.json"
+        argv = [sys.executable, "-m", "conformance.cli", "diagnose", args.target, "--spec", target.spec,
+                "--device", target.device, "--json", str(path)]
+        argv += [a for feature in args.without for a in ("--without", feature)]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            out.write(f"  no diagnosis: it ran past the {timeout:g} s limit\n")
+            return None
+        if done.returncode != 0 or not path.exists():
+            out.write(f"  no diagnosis: {_last_words(done.stderr)}\n")
+            return None
+        return json.loads(path.read_text())
+
+
+def _last_words(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    return lines[-1].strip() if lines else "the diagnosis stopped without a word"
 
 
 @contextlib.contextmanager

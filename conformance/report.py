@@ -62,8 +62,9 @@ SCHEMA = "adam-conformance-report"
 VERSION = 1
 
 
-def document(target, header: list[str], seed: int, results, duration: float) -> dict:
-    """The report of a certification run, as the JSON document (schema in the README)."""
+def document(target, header: list[str], seed: int, results, duration: float, diagnosis: dict | None = None) -> dict:
+    """The report of a certification run, as the JSON document (schema in the README).
+    `diagnosis` is `conformance.diagnose.document` of a target that failed."""
     from datetime import datetime, timezone
     from importlib.metadata import version
 
@@ -88,6 +89,7 @@ def document(target, header: list[str], seed: int, results, duration: float) -> 
         checks=[_check_entry(r) for r in results],
         summary=counts,
         verdict="conformant" if conformant else "not conformant",
+        diagnosis=diagnosis,
     )
 
 
@@ -133,6 +135,10 @@ def render(doc: dict) -> str:
         lines += ["", "torch itself breaks these properties (not held against the target):"]
         for c in deviations:
             lines.append(f"  {c['id']}: {' '.join(c['torch_deviation']['message'].split())[:150]}")
+    diagnosis = doc.get("diagnosis")
+    if diagnosis:
+        lines += ["", f"diagnosis (adam-conformance diagnose): {diagnosis['verdict']}"]
+        lines += [f"  {line}" for line in diagnosis["mismatches"]]
     s, t = doc["summary"], doc["target"]
     counts = ", ".join(f"{n} {k}" for k, n in s.items() if n)
     torch_name = "AdamW" if t["spec"] == "adamw" else "Adam"

@@ -98,6 +98,7 @@ def test_a_conformant_target_exits_0_and_touches_nothing_but_its_reports(workdir
     assert "[20/20]" in out and "CONFORMANT: eager behaves like torch.optim.Adam" in out
     doc = _report(workdir / "report.json")
     assert doc["verdict"] == "conformant" and set(_statuses(doc).values()) == {"passed"}
+    assert doc["diagnosis"] is None and "diagnos" not in out
     assert doc["summary"] == {"passed": len(CATALOGUE), "failed": 0, "skipped": 0, "error": 0}
     trajectory = next(c for c in doc["checks"] if c["id"] == "parity.trajectory")
     assert trajectory["parity"]["budget"] > 0 and trajectory["parity"]["torch_error"] is not None
@@ -113,6 +114,10 @@ def test_a_planted_bug_exits_1_with_reproducers_that_fail_on_their_own(workdir):
     failed = [c for c in doc["checks"] if c["status"] == "failed"]
     assert {"parity.trajectory", "invariant.first-step"} <= {c["id"] for c in failed}
     assert "NOT CONFORMANT" in result.stdout and "minimal case" in result.stdout
+    # It names what was built instead: the first moment is not bias-corrected.
+    assert doc["diagnosis"]["mismatches"] == [
+        "bias correction is the second moment only, but --spec adam needs both moments (the Adam paper, PyTorch)"]
+    assert doc["diagnosis"]["verdict"] in result.stdout
     skipped = {c["id"]: c["reason"] for c in doc["checks"] if c["status"] == "skipped"}
     assert skipped["invariant.maximize"] == "not claimed: maximize"
     for check in failed:
