@@ -117,7 +117,7 @@ def diagnose(target: Target) -> list[Finding]:
                 working = dataclasses.replace(working, **{point: numeric[point][0].found})
     findings = [numeric[p][0] for p in POINTS]
     return findings + [_state_precision(target), _gradient_handling(target),
-                       _residual(working, {p: d for p, (f, d) in numeric.items() if f.probed})]
+                       _residual({p: d for p, (f, d) in numeric.items() if f.probed})]
 
 
 def _probe(target: Target, point: str, working: Spec) -> tuple[Finding, float]:
@@ -149,7 +149,7 @@ def _probe(target: Target, point: str, working: Spec) -> tuple[Finding, float]:
     return Finding(point, found, want, f"distance from each choice, in eps: {shown}{alike}"), best
 
 
-def _residual(working: Spec, distances: dict[str, float]) -> Finding:
+def _residual(distances: dict[str, float]) -> Finding:
     """Whether the variant found explains every probe: a target still far from it somewhere
     differs in a way no point describes (a constant's precision, a swapped beta, ...)."""
     if not distances:
