@@ -138,7 +138,7 @@ def render(doc: dict) -> str:
     diagnosis = doc.get("diagnosis")
     if diagnosis:
         lines += ["", f"diagnosis (adam-conformance diagnose): {diagnosis['verdict']}"]
-        lines += [f"  {line}" for line in diagnosis["mismatches"]]
+        lines += [f"  {line}" for line in diagnosis["mismatches"]] or ["  no known variant explains the failures above"]
     s, t = doc["summary"], doc["target"]
     counts = ", ".join(f"{n} {k}" for k, n in s.items() if n)
     torch_name = "AdamW" if t["spec"] == "adamw" else "Adam"
