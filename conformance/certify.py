@@ -103,8 +103,8 @@ def _short(text: str, width: int = 70) -> str:
 def certify(args) -> int:
     """Run the catalogue on `args.target`; 0 if conformant, 1 if not (2 is raised as an error)."""
     target = build_target(args.target, spec=args.spec, profile=args.profile, device=args.device, without=args.without)
-    _writable(args.json, "--json")
-    _writable(args.junit, "--junit")
+    writable(args.json, "--json")
+    writable(args.junit, "--junit")
     repro_dir = Path(args.repro_dir).resolve() if args.repro_dir else None
     if repro_dir:
         _writable_dir(repro_dir)
@@ -200,7 +200,8 @@ def _environment(scratch: str):
                 os.environ[key] = value
 
 
-def _writable(path: str | None, option: str) -> None:
+def writable(path: str | None, option: str) -> None:
+    """A report path an option names can be written, or TargetOptionsError (one line)."""
     if path is None:
         return
     parent = Path(path).resolve().parent

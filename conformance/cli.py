@@ -81,13 +81,11 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from conformance import diagnose
+    from conformance.certify import writable
     from conformance.target import build_target, describe_environment
 
     target = build_target(args.target, spec=args.spec, device=args.device, without=args.without)
-    if args.json:
-        from conformance.certify import _writable
-
-        _writable(args.json, "--json")
+    writable(args.json, "--json")
     print("adam-conformance diagnose\n" + "".join(f"  {line}\n" for line in describe_environment(target, seed=0)[:4]))
     findings = diagnose.diagnose(target)
     print(diagnose.render(target, findings))

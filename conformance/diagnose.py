@@ -110,8 +110,7 @@ def diagnose(target: Target) -> list[Finding]:
     working = SPECS[target.spec]
     numeric: dict[str, tuple[Finding, float]] = {}
     for _ in range(2):  # a second pass, with the first pass's findings in place
-        for point in ("bias_correction", "eps", "weight_decay", "decoupled_flag", "amsgrad", "maximize", "step_count",
-                      "missing_grad"):
+        for point in POINTS:
             numeric[point] = _probe(target, point, working)
             if numeric[point][0].found:
                 working = dataclasses.replace(working, **{point: numeric[point][0].found})

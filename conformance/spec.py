@@ -60,10 +60,6 @@ class Spec:
         honoured = decoupled_weight_decay and self.decoupled_flag == "honoured"
         return "decoupled" if honoured and self.weight_decay == "coupled" else self.weight_decay
 
-    def differences(self, other: Spec) -> dict[str, tuple[str, str]]:
-        """The points where `self` and `other` choose differently: point -> (ours, theirs)."""
-        return {p: (getattr(self, p), getattr(other, p)) for p in POINTS if getattr(self, p) != getattr(other, p)}
-
 
 ADAM = Spec("adam", weight_decay="coupled")
 ADAMW = Spec("adamw", weight_decay="decoupled")

@@ -10,9 +10,9 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from conformance.case import Case, Trace
-from conformance.runner import guarded_global_state
 from conformance.checks.base import CheckFailure, Evidence, Target, check, holds
 from conformance.checks.parity import within_budget
+from conformance.runner import guarded_global_state
 
 
 def _observed(target: Target, case: Case, kind: str, statement: str) -> None:
