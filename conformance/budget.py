@@ -60,6 +60,7 @@ import dataclasses
 import numpy as np
 
 from conformance import dtypes
+from conformance.dtypes import components
 from conformance.case import Case, Trace
 
 FACTOR = 4.0
@@ -82,12 +83,13 @@ class Parity:
 
     def __str__(self) -> str:
         head = "within budget" if self.passed else "OVER BUDGET"
-        return (f"{head}: {_fmt(self.error)} eps vs budget {_fmt(self.budget)} eps "
-                f"(torch {_fmt(self.torch_error)} eps) at {self.where}")
+        return (f"{head}: {fmt_eps(self.error)} eps vs budget {fmt_eps(self.budget)} eps "
+                f"(torch {fmt_eps(self.torch_error)} eps) at {self.where}")
 
 
-def _fmt(x: float) -> str:
-    return "inf" if np.isinf(x) else f"{x:.3g}"
+def fmt_eps(x: float | None) -> str:
+    """An error figure as reports print it: three significant digits, or inf (None is inf)."""
+    return "inf" if x is None or not np.isfinite(x) else f"{x:.3g}"
 
 
 def reference_cases(case: Case) -> list[Case]:
@@ -105,13 +107,14 @@ def reference_cases(case: Case) -> list[Case]:
     return [case, *copies]
 
 
-def judge(impl: Trace, references: list[Trace], oracle: Trace, case: Case) -> Parity:
-    """Compare `impl` with the oracle within the budget set by torch's runs of `reference_cases`."""
+def judge(impl: Trace, references: list[Trace], oracle: Trace, case: Case, state: bool = True) -> Parity:
+    """Compare `impl` with the oracle within the budget set by torch's runs of
+    `reference_cases`: every parameter and (unless `state` is False) every state tensor."""
     for trace in (impl, *references):
         if trace.error:
             raise ValueError(f"cannot judge a run that stopped: {trace.error}")
     worst, worst_impl, worst_torch, deviations = (0.0, 0.0, 0.0, FLOOR, "nothing recorded"), 0.0, 0.0, 0
-    for series in _series(impl, references, oracle, case):
+    for series in _series(impl, references, oracle, case, state):
         torch_so_far = 0.0
         for where, e_impl, e_torch, dev in series:
             deviations += dev
@@ -124,18 +127,20 @@ def judge(impl: Trace, references: list[Trace], oracle: Trace, case: Case) -> Pa
     return Parity(ratio <= 1.0, e_impl, e_torch, budget, where, worst_impl, worst_torch, deviations)
 
 
-def distance(trace: Trace, oracle: Trace, case: Case) -> tuple[float, int]:
+def distance(trace: Trace, oracle: Trace, case: Case, state: bool = True) -> tuple[float, int]:
     """(largest error of `trace` from the oracle in eps at scale, elements whose non-finite
-    pattern differs from the oracle's, which are not compared)."""
-    errors = [(e, dev) for series in _series(trace, [trace], oracle, case) for _, e, _, dev in series]
+    pattern differs from the oracle's, which are not compared), over the parameters and,
+    unless `state` is False, the state tensors."""
+    errors = [(e, dev) for series in _series(trace, [trace], oracle, case, state) for _, e, _, dev in series]
     return max((e for e, _ in errors), default=0.0), sum(dev for _, dev in errors)
 
 
-def _series(impl: Trace, references: list[Trace], oracle: Trace, case: Case):
+def _series(impl: Trace, references: list[Trace], oracle: Trace, case: Case, state: bool = True):
     """Per tensor, a list of (where, impl error, torch error, torch deviations) per recorded step."""
     index = {t: k for k, t in enumerate(oracle.steps)}
     for i, p in enumerate(case.params):
-        for key in ["param", *(k for k in sorted(oracle.state[i]) if k in impl.state[i])]:
+        keys = [k for k in sorted(oracle.state[i]) if k in impl.state[i]] if state else []
+        for key in ["param", *keys]:
             x, o = _tensor(impl, i, key), _tensor(oracle, i, key)
             refs = [_tensor(r, i, key) for r in references]
             if any(r is None for r in refs):  # torch keeps no such state: nothing to budget against
@@ -159,10 +164,10 @@ def tensor_error(x: np.ndarray, refs: list[np.ndarray], o: np.ndarray, dtype: st
     magnitude (`_rms` of its oracle trajectory). A `moment` may be NaN where the oracle
     has ±inf (the lerp form of its moving average; see the module docstring).
     """
-    x, o = _components(x), _components(o)
+    x, o = components(x), components(o)
     e_impl = e_torch = 0.0
     deviations = 0
-    for r in map(_components, refs):
+    for r in map(components, refs):
         torch_off = _pattern_differs(r, o)
         impl_off = _pattern_differs(x, o) & (~torch_off | _pattern_differs(x, r))
         if moment:
@@ -186,7 +191,7 @@ def _error(x: np.ndarray, o: np.ndarray, where: np.ndarray, dtype: str, scale: f
 
 def _rms(series: np.ndarray) -> float:
     """Root-mean-square of the finite values of a tensor's trajectory (max |o| if that overflows)."""
-    values = np.abs(_components(series))
+    values = np.abs(components(series))
     values = values[np.isfinite(values)]
     if values.size == 0:
         return 0.0
@@ -199,6 +204,3 @@ def _pattern_differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Elements whose class differs: finite vs not, NaN vs not, +inf vs -inf."""
     return (np.isfinite(a) != np.isfinite(b)) | (np.isnan(a) != np.isnan(b)) | (np.isinf(a) & np.isinf(b) & (a != b))
 
-
-def _components(a: np.ndarray) -> np.ndarray:
-    return np.stack([a.real, a.imag], axis=-1) if np.iscomplexobj(a) else a

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from conformance import dtypes
+from conformance.registry import EDGES
 from conformance.spec import SPECS
 
 FORMAT = 1
@@ -34,7 +35,6 @@ EVENTS = ("zero_grad", "reload", "reload_file")
 #: Hyperparameters a Case may change between steps, as torch's schedulers do.
 SETTABLE = ("lr", "betas", "eps", "weight_decay", "maximize")
 OBJECTIVES = ("mlp-mse",)
-STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 
 class CaseError(ValueError):
@@ -177,9 +177,29 @@ class Case:
                     used.add("float64")
             if p.layout != "contiguous" or p.grad_layout != "contiguous":
                 used.add("noncontiguous")
+            if p.shape == ():
+                used.add("zero_dim")
+            if p.init.size == 0:
+                used.add("empty")
+        if len(self.groups) > 1:
+            used.add("param_groups")
         if any(s.closure for s in self.steps):
             used.add("closure")
         return frozenset(used)
+
+    def edges(self) -> frozenset[str]:
+        """The edges of the valid range (`registry.EDGES`) this Case's hyperparameters touch."""
+        values = {key: set() for key, _ in EDGES.values()}
+        settings = [dataclasses.asdict(g) for g in self.groups]
+        settings += [{k: v} for s in self.steps for _, k, v in s.set]
+        for h in settings:
+            if "betas" in h:
+                values["beta1"].add(float(h["betas"][0]))
+                values["beta2"].add(float(h["betas"][1]))
+            for key in ("lr", "eps", "weight_decay"):
+                if key in h:
+                    values[key].add(float(h[key]))
+        return frozenset(name for name, (key, value) in EDGES.items() if value in values[key])
 
     # -- serialisation -------------------------------------------------------------
 
@@ -404,6 +424,7 @@ class Observation:
 
 KINDS = (
     "grad-modified",  # the optimizer wrote into a gradient
+    "grad-removed",  # the optimizer set a gradient to None
     "param-replaced",  # a parameter's storage, dtype, shape or strides changed
     "closure",  # step(closure) did not call the closure once or did not return its loss
     "global-state",  # the optimizer changed torch's global state (default dtype, grad mode, RNG)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance import report, reproducer
-from conformance.checks import CATALOGUE
-from conformance.plugin import SUITE, TIMEOUTS
+from conformance import golden, preflight, report, reproducer
+from conformance.checks import CATALOGUE, checked_ids
+from conformance.plugin import SUITE
 from conformance.target import Target, TargetOptionsError, build_target, describe_environment
 
 
@@ -100,25 +100,50 @@ def _short(text: str, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def certify(args) -> int:
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What to certify and how: the command line's options, typed."""
+
+    target: str
+    spec: str | None = None
+    profile: str = "standard"
+    device: str = "cpu"
+    without: tuple[str, ...] = ()
+    skip: tuple[str, ...] = ()
+    seed: int = 0
+    workers: str = "1"
+    json: str | None = None
+    junit: str | None = None
+    repro_dir: str | None = None
+    check_timeout: float | None = None
+
+
+def certify(args: Options) -> int:
     """Run the catalogue on `args.target`; 0 if conformant, 1 if not (2 is raised as an error)."""
     target = build_target(args.target, spec=args.spec, profile=args.profile, device=args.device, without=args.without)
+    checked_ids(args.skip, "--skip")
     writable(args.json, "--json")
     writable(args.junit, "--junit")
     repro_dir = Path(args.repro_dir).resolve() if args.repro_dir else None
     if repro_dir:
         _writable_dir(repro_dir)
+    try:
+        golden.intact()
+    except golden.GoldenError as e:
+        raise TargetOptionsError(str(e)) from None
     out = sys.stdout
-    header = describe_environment(target, args.seed)
-    out.write("adam-conformance certify\n" + "".join(f"  {line}\n" for line in header) + "\n")
     started = time.time()
-    results = run(target, args, out)
+    found = preflight.run_isolated(args.target, target, args.without)
+    target = found.apply(target)
+    header = describe_environment(target, args.seed, found, args.skip)
+    out.write("adam-conformance certify\n" + "".join(f"  {line}\n" for line in header) + "\n")
+    results = run(target, args, found, out)
     repro_dir = repro_dir or Path(tempfile.mkdtemp(prefix="adam-conformance-repro-"))
     for result in results:
         if result.failure:
             result.reproducer = str(reproducer.write(repro_dir, args.target, target, result))
-    diagnosis = None if all(r.status in ("passed", "skipped") for r in results) else _diagnose(args, target, out)
-    doc = report.document(target, header, args.seed, results, time.time() - started, diagnosis)
+    diagnosis = None if all(r.status in ("passed", "skipped") for r in results) else _diagnose(args, target, found, out)
+    doc = report.document(target, header, args.seed, results, time.time() - started, diagnosis, found, args.skip)
     out.write("\n" + report.render(doc) + "\n")
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
@@ -128,18 +153,22 @@ def certify(args) -> int:
     return 0 if doc["verdict"] == "conformant" else 1
 
 
-def run(target: Target, args, out) -> list[CheckResult]:
+def run(target: Target, args: Options, found: preflight.Preflight, out) -> list[CheckResult]:
     """The catalogue through pytest, isolated; results in catalogue order."""
     collector = Collector(out, sorted(CATALOGUE))
     with tempfile.TemporaryDirectory(prefix="adam-conformance-") as scratch:
         ini = Path(scratch) / "pytest.ini"
         ini.write_text("[pytest]\n")
+        record = Path(scratch) / "preflight.json"
+        record.write_text(json.dumps(found.to_json()))
         argv = [str(SUITE), "-c", str(ini), "--rootdir", scratch, "-p", "no:cacheprovider",
                 "-q", "--no-header", "-W", "ignore::UserWarning",
                 "--adam-impl", args.target, "--adam-spec", target.spec, "--adam-profile", target.profile.name,
                 "--adam-device", target.device, "--adam-seed", str(args.seed),
                 "-n", str(args.workers), "--max-worker-restart", str(len(CATALOGUE))]
+        argv += ["--adam-preflight", str(record)]
         argv += [a for feature in args.without for a in ("--adam-without", feature)]
+        argv += [a for check_id in args.skip for a in ("--adam-skip", check_id)]
         argv += ["--junitxml", str(Path(args.junit).resolve())] if args.junit else []
         argv += ["--adam-check-timeout", str(args.check_timeout)] if args.check_timeout else []
         pytest_output = io.StringIO()
@@ -156,17 +185,17 @@ def run(target: Target, args, out) -> list[CheckResult]:
 DIAGNOSIS_TIMEOUT = 30.0
 
 
-def _diagnose(args, target: Target, out) -> dict | None:
+def _diagnose(args: Options, target: Target, found: preflight.Preflight, out) -> dict | None:
     """`adam-conformance diagnose` of a target that failed, in a process of its own under the
     check time limit (the target may hang or crash); its findings, or None if it could not run."""
     out.write("\ndiagnosing which known variant it implements...\n")
     out.flush()
-    timeout = max(args.check_timeout or TIMEOUTS[target.profile.name], DIAGNOSIS_TIMEOUT)
+    timeout = max(args.check_timeout or found.check_timeout(target.profile), DIAGNOSIS_TIMEOUT)
     with tempfile.TemporaryDirectory(prefix="adam-conformance-") as scratch, _environment(scratch):
         path = Path(scratch) / "diagnosis.json"
         argv = [sys.executable, "-m", "conformance.cli", "diagnose", args.target, "--spec", target.spec,
                 "--device", target.device, "--json", str(path)]
-        argv += [a for feature in args.without for a in ("--without", feature)]
+        argv += [a for feature in (*args.without, *(n.feature for n in found.dropped)) for a in ("--without", feature)]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -12,6 +12,7 @@ State precision and gradient handling are observed directly.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -74,7 +75,8 @@ CONVENTIONS = {
         "wider": "wider than the parameters' dtype",
         "lower": "lower than the parameters' dtype (less accurate than torch)",
     },
-    "gradients": {"untouched": "untouched (PyTorch)", "modified": "modified in place by step()"},
+    "gradients": {"untouched": "untouched (PyTorch)", "modified": "modified in place by step()",
+                  "set_to_none": "set to None by step()"},
     "residual": {
         "none": "nothing: the variant found explains every probe",
         "unexplained": "a difference none of these points describes (a constant's precision, a swapped beta, ...)",
@@ -121,31 +123,38 @@ def diagnose(target: Target) -> list[Finding]:
 
 def _probe(target: Target, point: str, working: Spec) -> tuple[Finding, float]:
     """The choice at `point` whose trajectory the target follows on the point's probe, and
-    how far the target is from the best candidate (eps at scale; NaN when not probed)."""
+    how far the target is from the best candidate (eps at scale; NaN when not probed).
+
+    The probe runs in float64 where the target claims it, so that rounding cannot blur a
+    choice; a target that computes in float32 whatever its parameters' dtype is far from
+    every choice there, so the probe is run again in float32 and judged in its eps."""
     want = getattr(SPECS[target.spec], point)
     unclaimed = NEEDS.get(point, set()) - target.claims
     if unclaimed:
         return Finding(point, None, want, f"not probed: {', '.join(sorted(unclaimed))} not claimed", probed=False), np.nan
-    case = _probe_case(target, point)
-    trace = target.run(case)
-    if trace.error:
-        return Finding(point, None, want, f"the probe raised: {trace.error}"), np.inf
-    distances = {}
-    for choice in POINTS[point]:
-        variant = dataclasses.replace(working, **{point: choice})
-        distances[choice] = _distance(trace, oracle.run(case, variant), case)
-    ranked = sorted(distances, key=distances.get)
-    best = distances[ranked[0]]
-    shown = ", ".join(f"{c} {_eps(distances[c])}" for c in ranked)
-    tied = [c for c in ranked if distances[c] <= 2 * best + 1]  # the probe cannot tell these apart
-    rest = [c for c in ranked if c not in tied]
-    if best > UNKNOWN:
-        return Finding(point, None, want, f"far from every known choice; distances in eps: {shown}"), best
-    if rest and best * MARGIN > distances[rest[0]]:
-        return Finding(point, None, want, f"no choice matches by a wide margin; distances in eps: {shown}"), best
-    found = want if want in tied else tied[0]
-    alike = f" ({', '.join(tied)} act alike here)" if len(tied) > 1 else ""
-    return Finding(point, found, want, f"distance from each choice, in eps: {shown}{alike}"), best
+    tried = []
+    for dtype in ("float64", "float32") if "float64" in target.claims else ("float32",):
+        case = _probe_case(target, point, dtype)
+        if not target.accepts(case):
+            needs = ", ".join(sorted(case.features() - target.claims)) or "what the target rejects"
+            return Finding(point, None, want, f"not probed: its probe needs {needs}", probed=False), np.nan
+        trace = target.run(case)
+        if trace.error:
+            return Finding(point, None, want, f"the probe raised: {trace.error}"), np.inf
+        distances = {choice: _distance(trace, oracle.run(case, dataclasses.replace(working, **{point: choice})), case)
+                     for choice in POINTS[point]}
+        ranked = sorted(distances, key=distances.get)
+        best = distances[ranked[0]]
+        shown = ", ".join(f"{c} {_eps(distances[c])}" for c in ranked)
+        tied = [c for c in ranked if distances[c] <= 2 * best + 1]  # the probe cannot tell these apart
+        rest = [c for c in ranked if c not in tied]
+        if best <= UNKNOWN and not (rest and best * MARGIN > distances[rest[0]]):
+            found = want if want in tied else tied[0]
+            alike = f" ({', '.join(tied)} act alike here)" if len(tied) > 1 else ""
+            return Finding(point, found, want, f"distance from each choice, in {dtype} eps: {shown}{alike}"), best
+        why = "far from every known choice" if best > UNKNOWN else "no choice matches by a wide margin"
+        tried.append(f"{dtype}: {why} ({shown})")
+    return Finding(point, None, want, "; ".join(tried)), best
 
 
 def _residual(distances: dict[str, float]) -> Finding:
@@ -171,9 +180,8 @@ def _eps(x: float) -> str:
     return "inf" if not np.isfinite(x) else f"{x:.3g}"
 
 
-def _probe_case(target: Target, point: str) -> Case:
-    """A Case on which the choices at `point` part ways (see the module docstring)."""
-    dtype = "float64" if "float64" in target.claims else "float32"
+def _probe_case(target: Target, point: str, dtype: str) -> Case:
+    """A Case in `dtype` on which the choices at `point` part ways (see the module docstring)."""
     rs = np.random.RandomState(7)
     draw = lambda *shape, scale=1.0: round_to(rs.standard_normal(shape) * scale, dtype)  # noqa: E731
     params = (Param(draw(6), dtype), Param(draw(3, 4), dtype), Param(draw(5), dtype))
@@ -214,10 +222,13 @@ def _state_precision(target: Target) -> Finding:
             opt.step()
     except Exception as e:
         return Finding("state_precision", None, "param_dtype", f"the probe raised: {type(e).__name__}: {e}")
-    pairs = [(p.dtype, opt.state.get(p, {}).get("exp_avg")) for p in params]
-    seen = [(d, s.dtype) for d, s in pairs if torch.is_tensor(s)]
+    state = getattr(opt, "state", None)
+    if not isinstance(state, Mapping):
+        return Finding("state_precision", None, "param_dtype", "no .state mapping to observe", probed=False)
+    pairs = [(p.dtype, state.get(p, {}).get("exp_avg") if isinstance(state.get(p), Mapping) else None) for p in params]
+    seen = [(d, s.dtype) for d, s in pairs if torch.is_tensor(s) and s.is_floating_point()]
     if not seen:
-        return Finding("state_precision", None, "param_dtype", "no exp_avg state to observe")
+        return Finding("state_precision", None, "param_dtype", "no exp_avg state to observe", probed=False)
     lower = [(d, s) for d, s in seen if torch.finfo(s).eps > torch.finfo(d).eps]
     wider = [(d, s) for d, s in seen if torch.finfo(s).eps < torch.finfo(d).eps]
     shown = ", ".join(f"{str(d).removeprefix('torch.')} params -> {str(s).removeprefix('torch.')} state" for d, s in seen)
@@ -225,17 +236,27 @@ def _state_precision(target: Target) -> Finding:
     return Finding("state_precision", found, "param_dtype", shown)
 
 
+#: The branches on which a step might write to its gradients: the decay path, AMSGrad, maximize.
+BRANCHES = (("the plain path", {}, ()), ("the weight-decay path", dict(weight_decay=0.1), ("weight_decay",)),
+            ("the AMSGrad path", dict(amsgrad=True), ("amsgrad",)), ("the maximize path", dict(maximize=True), ("maximize",)))
+
+
 def _gradient_handling(target: Target) -> Finding:
-    """Whether step() writes to the gradients (torch never does)."""
-    group = dict(maximize="maximize" in target.claims, weight_decay=0.1 if "weight_decay" in target.claims else 0.0)
+    """Whether step() writes to the gradients, or sets them to None (torch does neither), on
+    each branch: plain, with weight decay, with AMSGrad, with maximize."""
     g = np.array([0.5, -1.0, 2.0])
-    case = Case(target.spec, (Param(np.array([1.0, 2.0, 3.0])),), (Group((0,), **group),), (Step((g,)), Step((g,))))
-    trace = runner.run(target.impl, case, target.device)
-    if trace.error:
-        return Finding("gradients", None, "untouched", f"the probe raised: {trace.error}")
-    modified = [o for o in trace.observations if o.kind == "grad-modified"]
-    return Finding("gradients", "modified" if modified else "untouched", "untouched",
-                   str(modified[0]) if modified else "gradients bitwise equal after step()")
+    for branch, group, needs in BRANCHES:
+        if set(needs) - target.claims:
+            continue
+        case = Case(target.spec, (Param(np.array([1.0, 2.0, 3.0])),), (Group((0,), **group),), (Step((g,)), Step((g,))))
+        trace = runner.run(target.impl, case, target.device)
+        if trace.error:
+            return Finding("gradients", None, "untouched", f"the probe of {branch} raised: {trace.error}")
+        touched = [o for o in trace.observations if o.kind in ("grad-modified", "grad-removed")]
+        if touched:
+            found = "set_to_none" if touched[0].kind == "grad-removed" else "modified"
+            return Finding("gradients", found, "untouched", f"on {branch}: {touched[0]}")
+    return Finding("gradients", "untouched", "untouched", "gradients bitwise equal after step(), on every branch probed")
 
 
 def verdict(target: Target, findings: list[Finding]) -> str:
@@ -248,6 +269,11 @@ def verdict(target: Target, findings: list[Finding]) -> str:
     differs = [f for f in findings if f.differs]
     unknown = [f.point for f in findings if f.found is None and f.probed]
     tail = f"; could not tell: {', '.join(unknown)}" if unknown else ""
+    numeric = [f for f in findings if f.point in POINTS and f.probed]
+    residual = next((f for f in findings if f.point == "residual"), None)
+    if residual is not None and residual.found == "unexplained" and 2 * sum(f.found is not None for f in numeric) < len(numeric):
+        return (f"{target.impl.name} matches no known Adam variant: it is far from every choice at "
+                f"{len(numeric) - sum(f.found is not None for f in numeric)} of the {len(numeric)} points probed")
     if not differs:
         return f"{target.impl.name} implements {family}: {torch_name} at every point probed{tail}"
     return f"{target.impl.name} implements {family}, which differs from {torch_name} in " + "; ".join(

@@ -55,9 +55,10 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
 class Run:
     """One pass of an optimizer through a case. `result` is filled as it goes."""
 
-    def __init__(self, factory, case: dict, arrays, keywords, device="cpu"):
+    def __init__(self, factory, case: dict, arrays, claims, device="cpu"):
         self.factory, self.case, self.arrays, self.device = factory, case, arrays, device
-        self.keywords = set(keywords) & set(KEYWORDS)
+        self.keywords = set(claims) & set(KEYWORDS)
+        self.as_dicts = "param_groups" in claims  # else a case has one group: params as a plain list
         self.params = [
             make_tensor(arrays[f"init/{i}"], p["dtype"], p["layout"], device).requires_grad_(True)
             for i, p in enumerate(case["params"])
@@ -82,7 +83,10 @@ class Run:
 
     def build(self, groups: list[int]):
         """A fresh optimizer over `groups`, the first group's values as its defaults."""
-        return self.factory([self.group(j) for j in groups], **self.hyper(self.case["groups"][groups[0]]))
+        first = self.hyper(self.case["groups"][groups[0]])
+        if self.as_dicts:
+            return self.factory([self.group(j) for j in groups], **first)
+        return self.factory([self.params[i] for j in groups for i in self.case["groups"][j]["params"]], **first)
 
     def reload(self, opt, through_file: bool):
         """Save the state_dict and load it into a fresh optimizer over the same groups."""
@@ -132,7 +136,9 @@ class Run:
             if now != before:
                 note(i, "param-replaced", "the parameter's storage, dtype, shape or strides changed: "
                                           f"{before[1:]} -> {now[1:]}")
-            if grad is not None and (p.grad is None or not same_bits(p.grad, grad)):
+            if grad is not None and p.grad is None:
+                note(i, "grad-removed", "step() set the gradient to None")
+            elif grad is not None and not same_bits(p.grad, grad):
                 note(i, "grad-modified", "step() modified the gradient")
 
     def record(self, t: int, opt) -> None:
@@ -203,6 +209,8 @@ class Run:
         self.observe(t, layouts, given or [None] * len(self.params))
 
 
-def drive(factory, case: dict, arrays, keywords, device="cpu") -> dict:
-    """Run `factory` through `case` and return what happened (see `Run.result`)."""
-    return Run(factory, case, arrays, keywords, device).go()
+def drive(factory, case: dict, arrays, claims, device="cpu") -> dict:
+    """Run `factory` through `case` and return what happened (see `Run.result`). `claims` are
+    the target's: its keyword features are passed on, and ``param_groups`` passes params
+    as param-group dicts (else as a plain list)."""
+    return Run(factory, case, arrays, claims, device).go()

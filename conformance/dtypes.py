@@ -43,6 +43,13 @@ def complex_from(re, im) -> np.ndarray:
     return out
 
 
+def components(a: np.ndarray) -> np.ndarray:
+    """A complex array as a trailing (re, im) axis of independent reals (torch's
+    view_as_real); a real array as it is."""
+    a = np.asarray(a)
+    return np.stack([a.real, a.imag], axis=-1) if np.iscomplexobj(a) else a
+
+
 def round_to(values, dtype: str) -> np.ndarray:
     """`values` rounded to nearest (ties to even) in `dtype`, held as float64 / complex128."""
     values = np.asarray(values)

@@ -6,6 +6,11 @@ Layout of a golden directory::
     NAME.npz       the arrays, "case/..." and "trace/...", read with allow_pickle=False
     SHA256SUMS     "<sha256>  <file>" per file, as `sha256sum` writes it (`sha256sum -c` checks it)
 
+The traces ship inside the package (``conformance/data/golden``, which in the repository
+is a link to ``golden/``), so an installed suite has the same truth as the checkout.
+Reading them checks them against the manifest first: missing, unreadable or tampered
+data is a `GoldenError`, never a skipped check.
+
 Files are written deterministically (sorted JSON, an uncompressed zip with fixed
 timestamps), so `regenerate` rebuilds them bit for bit. Case arrays whose values are
 exactly float32 are stored as float32 to keep the folder small; oracle values stay
@@ -15,6 +20,7 @@ float64.
 from __future__ import annotations
 
 import hashlib
+from importlib import resources
 import io
 import json
 import time
@@ -28,12 +34,12 @@ from conformance import oracle
 from conformance.case import Case, CaseError, Trace
 from conformance.scenarios import SCENARIOS
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "golden"
+DEFAULT_DIR = Path(str(resources.files("conformance"))) / "data" / "golden"
 MANIFEST = "SHA256SUMS"
 
 
 class GoldenError(Exception):
-    """A golden directory does not verify. One line per problem."""
+    """The golden traces cannot be trusted: one line saying what and how to fix it."""
 
 
 def write_scenario(directory: Path, name: str, description: str, case: Case, trace: Trace) -> list[Path]:
@@ -75,9 +81,25 @@ def scenarios(directory: Path = DEFAULT_DIR) -> list[str]:
 
 
 def load_all(directory: Path = DEFAULT_DIR) -> Iterator[tuple[str, Case, Trace]]:
+    """Every scenario's (name, Case, oracle Trace), once the files match their manifest."""
+    intact(directory)
     for name in scenarios(directory):
-        _, case, trace = read_scenario(directory, name)
+        try:
+            _, case, trace = read_scenario(directory, name)
+        except CaseError as e:
+            raise GoldenError(f"golden scenario {name} in {directory} is {e}{_FIX}") from None
         yield name, case, trace
+
+
+_FIX = "; reinstall adam-conformance (`adam-conformance golden verify` lists every problem)"
+
+
+def intact(directory: Path = DEFAULT_DIR) -> None:
+    """Raise GoldenError unless every file in `directory` matches its manifest."""
+    problems = _file_problems(directory)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise GoldenError(f"the golden traces in {directory} do not verify: {problems[0]}{more}{_FIX}")
 
 
 def regenerate(directory: Path = DEFAULT_DIR, progress: Callable[[str], None] = print) -> list[Path]:
@@ -106,9 +128,24 @@ def regenerate_manifest(directory: Path) -> None:
 
 def verify(directory: Path = DEFAULT_DIR) -> list[str]:
     """Problems found in `directory` (empty when it verifies): checksums, files, contents."""
+    problems = _file_problems(directory)
+    present = {p.name for p in directory.iterdir() if p.is_file()} if directory.is_dir() else set()
+    stems = sorted({Path(n).stem for n in present if n.endswith((".json", ".npz"))})
+    for stem in stems:
+        if not {f"{stem}.json", f"{stem}.npz"} <= present:
+            continue  # already reported as missing or unlisted
+        try:
+            read_scenario(directory, stem)
+        except CaseError as e:
+            problems.append(f"{stem}: {e}")
+    return problems
+
+
+def _file_problems(directory: Path) -> list[str]:
+    """Files missing, unlisted or changed since the manifest was written."""
     manifest = directory / MANIFEST
     if not manifest.is_file():
-        return [f"{manifest}: missing; run `adam-conformance golden regenerate`"]
+        return [f"{manifest}: missing"]
     listed, problems = {}, []
     for n, line in enumerate(manifest.read_text().splitlines(), start=1):
         digest, sep, name = line.partition("  ")
@@ -122,17 +159,13 @@ def verify(directory: Path = DEFAULT_DIR) -> list[str]:
     for name in sorted(present - set(listed)):
         problems.append(f"{name}: not listed in {MANIFEST}")
     for name in sorted(set(listed) & present):
-        if _sha256(directory / name) != listed[name]:
-            problems.append(f"{name}: checksum mismatch: the file changed since the manifest was written")
-    stems = sorted({Path(n).stem for n in present if n.endswith((".json", ".npz"))})
-    for stem in stems:
-        missing = [f"{stem}{s}" for s in (".json", ".npz") if f"{stem}{s}" not in present]
-        if missing:
-            continue  # already reported as missing or unlisted
         try:
-            read_scenario(directory, stem)
-        except CaseError as e:
-            problems.append(f"{stem}: {e}")
+            changed = _sha256(directory / name) != listed[name]
+        except OSError as e:
+            problems.append(f"{name}: unreadable ({e.strerror})")
+            continue
+        if changed:
+            problems.append(f"{name}: checksum mismatch: the file changed since the manifest was written")
     return problems
 
 

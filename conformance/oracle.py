@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from conformance.case import Case, Trace
-from conformance.dtypes import complex_from
+from conformance.dtypes import complex_from, components
 from conformance.spec import SPECS, Spec
 
 X = np.longdouble
@@ -165,9 +165,7 @@ def _power(base, n: int):
 
 def _real_view(a: np.ndarray) -> np.ndarray:
     """Longdouble copy; complex as a trailing (re, im) axis of independent reals."""
-    if np.iscomplexobj(a):
-        return np.stack([a.real, a.imag], axis=-1).astype(X)
-    return a.astype(X)
+    return components(a).astype(X)
 
 
 def _stored(x: np.ndarray, like: np.ndarray) -> np.ndarray:

@@ -4,10 +4,15 @@ Loaded through the ``pytest11`` entry point for every pytest run in an environme
 with the suite installed, so it imports nothing heavy (no torch) until ``--adam-impl``
 is given. The checks are ordinary test items (``test_check[parity.trajectory]``), so
 ``-k``, ``-x``, ``-n``, ``--junitxml`` and every other pytest habit work.
+
+With ``--adam-impl``, the controller runs the preflight once (`conformance.preflight`,
+in a process of its own) and hands its record to the pytest-xdist workers through
+``workerinput``, as pytest-randomly hands over its seed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,7 +20,7 @@ import pytest
 
 SUITE = Path(__file__).with_name("suite.py")
 TARGET = pytest.StashKey()
-TIMEOUTS = {"quick": 120.0, "standard": 900.0, "thorough": 7200.0}
+PREFLIGHT = pytest.StashKey()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -29,19 +34,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--adam-device", choices=["cpu", "cuda"], default="cpu", help="device to run on (default: cpu)")
     group.addoption("--adam-without", action="append", default=[], metavar="FEATURE",
                     help="disclaim a feature (repeatable), e.g. complex, float16, noncontiguous")
+    group.addoption("--adam-skip", action="append", default=[], metavar="CHECK_ID",
+                    help="skip a check (repeatable); the report says it was skipped on request")
     group.addoption("--adam-seed", type=int, default=0, help="hypothesis seed (default: 0, deterministic)")
     group.addoption("--adam-check-timeout", type=float, metavar="SECONDS",
-                    help="time limit per check; past it the check errors and the run goes on "
-                         "(default: 120 quick, 900 standard, 7200 thorough)")
+                    help="time limit per check; past it the check errors and the run goes on (default: the "
+                         "profile's, 120 quick, 900 standard, 7200 thorough, plus what a slow target needs)")
     group.addoption("--adam-database", metavar="DIR",
                     help="hypothesis example database, so failures replay first next time "
                          "(default: the user cache directory; 'none' keeps none)")
+    group.addoption("--adam-preflight", metavar="PATH",
+                    help="use the preflight record at PATH instead of running the preflight "
+                         "(adam-conformance certify passes the one it ran)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("adam_impl"):
         return
-    from conformance.target import TargetOptionsError, build_target
+    from conformance.checks import checked_ids
+    from conformance.registry import TargetError
+    from conformance.target import build_target
 
     try:
         target = build_target(
@@ -51,12 +63,36 @@ def pytest_configure(config: pytest.Config) -> None:
             device=config.getoption("adam_device"),
             without=config.getoption("adam_without"),
         )
-    except TargetOptionsError as e:
+        checked_ids(config.getoption("adam_skip"), "--adam-skip")
+        found = _preflight(config, target)
+    except TargetError as e:
         raise pytest.UsageError(str(e)) from None
-    config.stash[TARGET] = target
+    config.stash[TARGET] = found.apply(target)
+    config.stash[PREFLIGHT] = found
     if config.getoption("adam_check_timeout") is None:
-        config.option.adam_check_timeout = TIMEOUTS[target.profile.name]
+        config.option.adam_check_timeout = found.check_timeout(target.profile)
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks())
     config.args.append(str(SUITE))
+
+
+def _preflight(config: pytest.Config, target):
+    """The preflight record: a worker's from its controller, a given one, or a fresh run."""
+    from conformance.preflight import Preflight, run_isolated
+
+    if hasattr(config, "workerinput"):
+        return Preflight.from_json(json.loads(config.workerinput["adam_preflight"]))
+    given = config.getoption("adam_preflight")
+    if given:
+        return Preflight.from_json(json.loads(Path(given).read_text()))
+    return run_isolated(config.getoption("adam_impl"), target, config.getoption("adam_without"))
+
+
+class XdistHooks:
+    """Registered only where pytest-xdist is installed: the preflight record goes to each worker."""
+
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput["adam_preflight"] = json.dumps(node.config.stash[PREFLIGHT].to_json())
 
 
 def database_dir(config: pytest.Config) -> Path | None:
@@ -80,4 +116,6 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     from conformance.target import describe_environment
 
     target = config.stash[TARGET]
-    return [f"adam-conformance: {line}" for line in describe_environment(target, config.getoption("adam_seed"))]
+    lines = describe_environment(target, config.getoption("adam_seed"), config.stash[PREFLIGHT],
+                                 config.getoption("adam_skip"))
+    return [f"adam-conformance: {line}" for line in lines]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib
 import inspect
 import os
@@ -32,7 +33,7 @@ DEVICES = ("cpu", "cuda")
 #: Features an implementation may claim. The first four are constructor keywords;
 #: the rest are behaviours a signature cannot show, claimed unless disclaimed.
 KEYWORD_FEATURES = ("weight_decay", "decoupled_weight_decay", "amsgrad", "maximize")
-FEATURES = KEYWORD_FEATURES + (
+BEHAVIOURS = (
     "complex",  # complex64/complex128 parameters, treated as view_as_real
     "tensor_lr",  # lr given as a 1-element tensor
     "closure",  # step(closure) evaluates the closure and returns its loss
@@ -40,7 +41,28 @@ FEATURES = KEYWORD_FEATURES + (
     "bfloat16",
     "float64",
     "noncontiguous",  # transposed, sliced and channels_last params and grads
+    "param_groups",  # params given as several param-group dicts, and add_param_group
+    "zero_dim",  # 0-d parameters
+    "empty",  # parameters with no elements
 )
+FEATURES = KEYWORD_FEATURES + BEHAVIOURS
+#: Edges of the valid range that torch accepts and a target might reject: each name is
+#: (hyperparameter, value). A target that rejects one fails contract.accepts-valid, and
+#: every other check draws around it.
+EDGES = {
+    "lr=0": ("lr", 0.0),
+    "eps=0": ("eps", 0.0),
+    "beta1=0": ("beta1", 0.0),
+    "beta2=0": ("beta2", 0.0),
+    "weight_decay=1": ("weight_decay", 1.0),
+}
+#: How bad a failed check is, most severe first: wrong parameters outrank a wrong state
+#: tensor (the parameters within budget), which outranks an API difference.
+SEVERITIES = {
+    "parameters": "wrong parameters",
+    "state": "wrong optimizer state (the parameters are within budget)",
+    "api": "an API difference",
+}
 #: Keywords every target must accept: without them it has no Adam constructor form.
 REQUIRED_KEYWORDS = ("lr", "betas", "eps")
 
@@ -66,6 +88,9 @@ class Implementation:
     spec: str = "adam"
     claims: frozenset[str] = frozenset(FEATURES)
     devices: tuple[str, ...] = DEVICES
+    #: Claims made by default, not declared: behaviours a plain callable's signature cannot
+    #: show. The preflight drops those the target rejects (with a note) instead of failing.
+    assumed: frozenset[str] = frozenset()
     #: Says how it runs on this machine, for ``list``; defaults to `default_how`.
     how: Callable[[], str] | None = None
 
@@ -76,6 +101,7 @@ class Implementation:
         if unknown:
             raise ValueError(f"unknown features {sorted(unknown)}; known: {FEATURES}")
         object.__setattr__(self, "claims", frozenset(self.claims))
+        object.__setattr__(self, "assumed", frozenset(self.assumed) & self.claims)
 
     def without(self, features: Iterable[str]) -> Implementation:
         """The same implementation with `features` disclaimed."""
@@ -87,7 +113,8 @@ class Implementation:
     @classmethod
     def from_callable(cls, name: str, obj: Callable, **fields) -> Implementation:
         """Wrap a callable with Adam's constructor form, reading its claims from its signature."""
-        return cls(name=name, factory=obj, claims=claims_from_signature(name, obj), **fields)
+        claims = claims_from_signature(name, obj)
+        return cls(name=name, factory=obj, claims=claims, assumed=claims & set(BEHAVIOURS), **fields)
 
 
 def default_how(devices: tuple[str, ...]) -> str:
@@ -130,9 +157,9 @@ def claims_from_signature(name: str, obj: Callable) -> frozenset[str]:
             f"{name}: {_what(obj)} does not accept {', '.join(missing)}: it must take "
             "torch.optim.Adam's constructor form (params, lr=, betas=, eps=, ...)"
         )
-    claims = {f for f in KEYWORD_FEATURES if var_kw or f in keywords}
-    claims |= set(FEATURES) - set(KEYWORD_FEATURES)
-    step = getattr(obj, "step", None) if inspect.isclass(obj) else None
+    claims = {f for f in KEYWORD_FEATURES if var_kw or f in keywords} | set(BEHAVIOURS)
+    cls = obj.func if isinstance(obj, functools.partial) else obj
+    step = getattr(cls, "step", None) if inspect.isclass(cls) else None
     if step is not None:
         try:
             step_params = inspect.signature(step).parameters
@@ -206,14 +233,24 @@ def _as_implementation(name: str, obj: object) -> Implementation:
 
 
 def _default_spec(obj: object) -> str:
-    """``adamw`` for a subclass of torch.optim.AdamW, else ``adam`` (``--spec`` overrides)."""
-    import torch
-
-    return "adamw" if inspect.isclass(obj) and issubclass(obj, torch.optim.AdamW) else "adam"
+    """``adamw`` for a subclass of torch.optim.AdamW or a partial binding
+    ``decoupled_weight_decay=True``, else ``adam`` (``--spec`` overrides). Read from the
+    class hierarchy by name, so that resolving a target imports no torch."""
+    while isinstance(obj, functools.partial):
+        if obj.keywords.get("decoupled_weight_decay") is True:
+            return "adamw"
+        obj = obj.func
+    adamw = inspect.isclass(obj) and any(
+        c.__name__ == "AdamW" and c.__module__.startswith("torch.optim") for c in obj.__mro__)
+    return "adamw" if adamw else "adam"
 
 
 def _first_doc_line(obj: object) -> str:
-    """The first line of `obj`'s own docstring (a class's base's docstring says nothing of it)."""
+    """The first line of `obj`'s own docstring (a class's base's docstring says nothing of it);
+    for a partial, its function's, and the arguments it binds."""
+    if isinstance(obj, functools.partial):
+        bound = ", ".join([*map(repr, obj.args), *(f"{k}={v!r}" for k, v in obj.keywords.items())])
+        return f"{_first_doc_line(obj.func)} (called with {bound})".lstrip()
     doc = vars(obj).get("__doc__") if inspect.isclass(obj) else obj.__doc__
     doc = inspect.cleandoc(doc or "")
     return doc.strip().splitlines()[0] if doc.strip() else ""

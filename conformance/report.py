@@ -13,7 +13,8 @@ import numpy as np
 
 from conformance.budget import Parity
 from conformance.case import Case
-from conformance.runner import plain
+from conformance.dtypes import components
+from conformance.registry import SEVERITIES
 
 
 def parity_record(p: Parity | None) -> dict | None:
@@ -27,7 +28,7 @@ def case_document(case: Case) -> dict:
     """A Case as plain JSON: its metadata, and its arrays as nested lists (complex as
     a trailing (re, im) axis, NaN and infinities as strings)."""
     meta, arrays = case.to_json()
-    return dict(meta=meta, arrays={k: _listed(plain(a)) for k, a in arrays.items()}, description=case.describe())
+    return dict(meta=meta, arrays={k: _listed(components(a)) for k, a in arrays.items()}, description=case.describe())
 
 
 def _listed(a: np.ndarray):
@@ -55,6 +56,8 @@ def failure_record(failure) -> str:
         parity=parity_record(failure.parity),
         cases=[case_document(c) for c in failure.cases],
         repro=failure.repro,
+        severity=failure.severity,
+        necessary=failure.necessary,
     ))
 
 
@@ -62,9 +65,11 @@ SCHEMA = "adam-conformance-report"
 VERSION = 1
 
 
-def document(target, header: list[str], seed: int, results, duration: float, diagnosis: dict | None = None) -> dict:
+def document(target, header: list[str], seed: int, results, duration: float, diagnosis: dict | None = None,
+             preflight=None, skipped=()) -> dict:
     """The report of a certification run, as the JSON document (schema in the README).
-    `diagnosis` is `conformance.diagnose.document` of a target that failed."""
+    `diagnosis` is `conformance.diagnose.document` of a target that failed; `preflight` what
+    the preflight found; `skipped` the checks skipped on request."""
     from datetime import datetime, timezone
     from importlib.metadata import version
 
@@ -73,6 +78,7 @@ def document(target, header: list[str], seed: int, results, duration: float, dia
 
     counts = {status: sum(r.status == status for r in results) for status in ("passed", "failed", "skipped", "error")}
     conformant = counts["failed"] == counts["error"] == 0 and counts["passed"] > 0
+    checks = [_check_entry(r) for r in results]
     return dict(
         schema=SCHEMA,
         version=VERSION,
@@ -86,11 +92,31 @@ def document(target, header: list[str], seed: int, results, duration: float, dia
         seed=seed,
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         duration_s=round(duration, 3),
-        checks=[_check_entry(r) for r in results],
+        checks=checks,
         summary=counts,
         verdict="conformant" if conformant else "not conformant",
+        headline=_headline(checks),
         diagnosis=diagnosis,
+        preflight=None if preflight is None else dict(preflight.to_json(), lines=preflight.lines()),
+        skipped_on_request=list(skipped),
     )
+
+
+def _by_severity(checks: list[dict]) -> list[dict]:
+    """The failed checks, the most severe first; at one severity parity (conformance itself)
+    before the invariants before the contract, then in id order."""
+    rank, kinds = list(SEVERITIES), ["parity", "invariant", "contract"]
+    return sorted((c for c in checks if c["failure"]),
+                  key=lambda c: (rank.index(c["failure"]["severity"]), kinds.index(c["id"].partition(".")[0])))
+
+
+def _headline(checks: list[dict]) -> dict | None:
+    """The most severe finding: the report leads with it."""
+    failed = _by_severity(checks)
+    if not failed:
+        return None
+    c = failed[0]
+    return dict(check=c["id"], severity=c["failure"]["severity"], message=c["failure"]["message"])
 
 
 def _check_entry(result) -> dict:
@@ -98,7 +124,8 @@ def _check_entry(result) -> dict:
     failure = None
     if result.failure:
         failure = dict(message=result.failure["message"], parity=result.failure["parity"],
-                       cases=[c["description"] for c in result.failure["cases"]], reproducer=result.reproducer)
+                       cases=[c["description"] for c in result.failure["cases"]], reproducer=result.reproducer,
+                       severity=result.failure["severity"], necessary=result.failure["necessary"])
     return dict(
         id=result.id,
         statement=result.statement,
@@ -120,33 +147,65 @@ def render(doc: dict) -> str:
         detail = figures or (c["reason"] if c["status"] != "passed" else "")
         lines.append(f"{c['id']:34s} {c['status'].upper() if c['status'] in ('failed', 'error') else c['status']:8s} "
                      f"{' '.join(detail.split())[:110]}")
+    for c in _by_severity(doc["checks"]):
+        f = c["failure"]
+        lines += ["", f"FAILED {c['id']} ({SEVERITIES[f['severity']]}): {c['statement']}", f"  {f['message']}"]
+        if f["necessary"] is not None:
+            lines.append(f"  {_needs(f['necessary'])}")
+        for k, description in enumerate(f["cases"]):
+            label = "minimal case" if len(f["cases"]) == 1 else f"minimal case {k + 1} of {len(f['cases'])}"
+            lines += [f"  {label}:"] + [f"    {line}" for line in description.splitlines()]
+        lines.append(f"  reproducer: {f['reproducer']}")
     for c in doc["checks"]:
-        if c["failure"]:
-            f = c["failure"]
-            lines += ["", f"FAILED {c['id']}: {c['statement']}", f"  {f['message']}"]
-            for k, description in enumerate(f["cases"]):
-                label = "minimal case" if len(f["cases"]) == 1 else f"minimal case {k + 1} of {len(f['cases'])}"
-                lines += [f"  {label}:"] + [f"    {line}" for line in description.splitlines()]
-            lines.append(f"  reproducer: {f['reproducer']}")
-        elif c["status"] == "error":
+        if c["status"] == "error":
             lines += ["", f"ERROR {c['id']}: {c['reason']}"]
     deviations = [c for c in doc["checks"] if c["torch_deviation"]]
     if deviations:
         lines += ["", "torch itself breaks these properties (not held against the target):"]
         for c in deviations:
             lines.append(f"  {c['id']}: {' '.join(c['torch_deviation']['message'].split())[:150]}")
+    common = _common_need(doc["checks"])
+    if common:
+        lines += ["", f"every failure above needs {common}"]
     diagnosis = doc.get("diagnosis")
     if diagnosis:
         lines += ["", f"diagnosis (adam-conformance diagnose): {diagnosis['verdict']}"]
         lines += [f"  {line}" for line in diagnosis["mismatches"]] or ["  no known variant explains the failures above"]
+    headline = doc.get("headline")
+    if headline:
+        lines += ["", f"most severe: {headline['check']}, {SEVERITIES[headline['severity']]}: "
+                      f"{' '.join(headline['message'].split())[:300]}"]
+    return "\n".join(lines + ["", verdict_line(doc)])
+
+
+def verdict_line(doc: dict) -> str:
+    """The last line of a report."""
     s, t = doc["summary"], doc["target"]
     counts = ", ".join(f"{n} {k}" for k, n in s.items() if n)
     torch_name = "AdamW" if t["spec"] == "adamw" else "Adam"
-    if doc["verdict"] == "conformant":
-        verdict = f"CONFORMANT: {t['name']} behaves like torch.optim.{torch_name} on every check it claims ({counts})"
-    else:
-        verdict = f"NOT CONFORMANT: {t['name']} is not torch.optim.{torch_name} ({counts})"
-    return "\n".join(lines + ["", verdict])
+    skipped = doc.get("skipped_on_request") or []
+    if doc["verdict"] != "conformant":
+        return f"NOT CONFORMANT: {t['name']} is not torch.optim.{torch_name} ({counts})"
+    if skipped:
+        return (f"CONFORMANT except skipped: {', '.join(skipped)}: {t['name']} behaves like torch.optim.{torch_name} "
+                f"on every other check it claims ({counts})")
+    return f"CONFORMANT: {t['name']} behaves like torch.optim.{torch_name} on every check it claims ({counts})"
+
+
+def _needs(necessary: list[str]) -> str:
+    if not necessary:
+        return "needs: nothing in particular: no single feature of the minimal case is needed for it to fail"
+    return "needs: " + "; ".join(necessary) + " (without any one of them it passes)"
+
+
+def _common_need(checks: list[dict]) -> str:
+    """A feature every explained failure needs, where there are several failures."""
+    needs = [set(c["failure"]["necessary"]) for c in checks if c["failure"] and c["failure"]["necessary"]]
+    explained = [c for c in checks if c["failure"] and c["failure"]["necessary"] is not None]
+    if len(needs) < 2 or len(needs) != len(explained):
+        return ""
+    shared = sorted(set.intersection(*needs))
+    return "; ".join(shared)
 
 
 def _figures(parity: dict) -> str:

@@ -1,7 +1,7 @@
 """The body of a reproducer script: torch and the standard library only.
 
 A reproducer carries `conformance.drive` and this file verbatim, after its own
-constants (TARGET_NAME, SPEC, DEVICE, TARGET_KEYWORDS, REPRO, CASES, make_target), so it runs
+constants (TARGET_NAME, SPEC, DEVICE, TARGET_CLAIMS, REPRO, CASES, make_target), so it runs
 without the suite installed. It reruns the minimal Case(s) of a failed check on the
 target and on torch's reference path, prints where they part, and exits 1 while the
 target still fails.
@@ -29,14 +29,15 @@ def reference():
     return functools.partial(cls, foreach=False)
 
 
-def torch_keywords():
-    """Every keyword torch's class takes: unclaimed features reach it at their neutral values."""
-    return ["weight_decay", "amsgrad", "maximize"] + (["decoupled_weight_decay"] if SPEC == "adam" else [])  # noqa: F821
+def torch_claims():
+    """What torch's class takes: every keyword (unclaimed features reach it at their neutral
+    values) and param-group dicts."""
+    return ["weight_decay", "amsgrad", "maximize", "param_groups"] + (["decoupled_weight_decay"] if SPEC == "adam" else [])  # noqa: F821
 
 
-def run_case(factory, case, keywords):
+def run_case(factory, case, claims):
     arrays = {name: decoded(values) for name, values in case["arrays"].items()}
-    return drive(factory, case["meta"], arrays, keywords, DEVICE)  # noqa: F821
+    return drive(factory, case["meta"], arrays, claims, DEVICE)  # noqa: F821
 
 
 def tensors(result, i):
@@ -82,8 +83,8 @@ def side_by_side(target_factory, threshold):
     failing = False
     for n, case in enumerate(CASES, start=1):  # noqa: F821
         print(f"case {n}:\n" + "\n".join("  " + line for line in case["description"].splitlines()))
-        mine = run_case(target_factory, case, TARGET_KEYWORDS)  # noqa: F821
-        theirs = run_case(reference(), case, torch_keywords())
+        mine = run_case(target_factory, case, TARGET_CLAIMS)  # noqa: F821
+        theirs = run_case(reference(), case, torch_claims())
         if mine["error"] and not theirs["error"]:
             print(f"  the target raised where torch did not: {mine['error']}")
             failing = True
@@ -102,7 +103,7 @@ def side_by_side(target_factory, threshold):
 
 
 def repeated(target_factory):
-    first, second = (run_case(target_factory, case, TARGET_KEYWORDS) for case in (CASES[0], CASES[-1]))  # noqa: F821
+    first, second = (run_case(target_factory, case, TARGET_CLAIMS) for case in (CASES[0], CASES[-1]))  # noqa: F821
     print("\n".join(CASES[0]["description"].splitlines()))  # noqa: F821
     for i in range(len(first["params"])):
         a, b = tensors(first, i), tensors(second, i)

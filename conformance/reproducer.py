@@ -53,7 +53,7 @@ def write(directory: Path, target_name: str, target, result) -> Path:
         f"TARGET_NAME = {target_name!r}",
         f"SPEC = {target.spec!r}",
         f"DEVICE = {target.device!r}",
-        f"TARGET_KEYWORDS = {sorted(k for k in KEYWORD_FEATURES if k in target.claims)!r}",
+        f"TARGET_CLAIMS = {sorted(k for k in (*KEYWORD_FEATURES, 'param_groups') if k in target.claims)!r}",
         f"REPRO = json.loads(r'''{json.dumps(repro)}''')",
         f"CASES = json.loads(r'''{json.dumps(failure['cases'])}''')",
     ])

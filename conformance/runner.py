@@ -15,6 +15,7 @@ import torch
 
 from conformance.case import Case, Observation, Trace
 from conformance.drive import drive
+from conformance.dtypes import components
 from conformance.registry import Implementation
 
 
@@ -32,15 +33,8 @@ def run(impl: Implementation, case: Case, device: str = "cpu") -> Trace:
     meta, arrays = case.to_json()
     notes: list[Observation] = []
     with guarded_global_state(notes, step=len(case.steps)):
-        result = drive(impl.factory, meta, {k: plain(a) for k, a in arrays.items()}, impl.claims, device)
+        result = drive(impl.factory, meta, {k: components(a) for k, a in arrays.items()}, impl.claims, device)
     return to_trace(result, case, notes)
-
-
-def plain(a: np.ndarray) -> np.ndarray:
-    """The array as drive takes it: real float64, complex as a trailing (re, im) axis."""
-    if np.iscomplexobj(a):
-        return np.stack([a.real, a.imag], axis=-1)
-    return a
 
 
 def to_trace(result: dict, case: Case, notes: list[Observation]) -> Trace:

@@ -21,12 +21,11 @@ import pytest
 from conformance import report
 from conformance.case import Case, Group, Param, Step
 from conformance.checks import CATALOGUE, CheckFailure, CheckSkipped, run_check
+from conformance.checks.base import CheckTimeout
 from conformance.plugin import TARGET, database_dir
 
-
-
-class CheckTimeout(BaseException):
-    """The check ran past its time limit (a BaseException: hypothesis must not shrink it)."""
+#: How a check skipped on request reads in every report.
+ON_REQUEST = "skipped on request (--skip)"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,9 +42,11 @@ def test_check(check_id: str, request: pytest.FixtureRequest, record_property) -
     config = request.config
     target = config.stash[TARGET]
     chk = CATALOGUE[check_id]
-    unclaimed = chk.unclaimed(target)
-    if unclaimed:
-        pytest.skip(f"not claimed: {', '.join(sorted(unclaimed))}")
+    if check_id in config.getoption("adam_skip"):
+        pytest.skip(ON_REQUEST)
+    unmet = chk.unmet(target)
+    if unmet:
+        pytest.skip(unmet)
     try:
         with time_limit(config.getoption("adam_check_timeout")):
             evidence = run_check(chk, target, config.getoption("adam_seed"), database_dir(config))

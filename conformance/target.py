@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from conformance import budget, reference, runner, strategies
 from conformance.case import Case, Trace
-from conformance.registry import FEATURES, Implementation, TargetError, resolve
+from conformance.registry import EDGES, FEATURES, Implementation, TargetError, resolve
 
 
 class TargetOptionsError(TargetError):
@@ -32,34 +32,53 @@ class Profile:
     large: bool
     golden_steps: int  # the longest golden scenario parity.golden runs
     closed_loop: bool  # whether parity.golden runs the closed-loop MLP
+    timeout: float  # seconds a check may take on a target as fast as torch (the preflight scales it)
 
 
 PROFILES = {
-    "quick": Profile("quick", examples=6, max_steps=5, max_numel=64, large=False, golden_steps=30, closed_loop=False),
-    "standard": Profile("standard", examples=30, max_steps=8, max_numel=1024, large=True, golden_steps=300, closed_loop=False),
-    "thorough": Profile("thorough", examples=300, max_steps=12, max_numel=1024, large=True, golden_steps=10**6, closed_loop=True),
+    "quick": Profile("quick", examples=6, max_steps=5, max_numel=64, large=False, golden_steps=30, closed_loop=False,
+                     timeout=120.0),
+    "standard": Profile("standard", examples=30, max_steps=8, max_numel=1024, large=True, golden_steps=300,
+                        closed_loop=False, timeout=900.0),
+    "thorough": Profile("thorough", examples=300, max_steps=12, max_numel=1024, large=True, golden_steps=10**6,
+                        closed_loop=True, timeout=7200.0),
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """An implementation, the spec it is certified against, the device, and the profile."""
+    """An implementation, the spec it is certified against, the device, and the profile.
+
+    ``avoid`` holds what the preflight found the target rejects though it claims it: a
+    feature, or an edge of the valid range (`registry.EDGES`). contract.accepts-valid
+    fails on them; every other check draws around them. ``plan`` forces the branches of
+    the Cases drawn (see `strategies.covering_plans`).
+    """
 
     impl: Implementation
     spec: str
     device: str = "cpu"
     profile: Profile = PROFILES["standard"]
+    avoid: frozenset[str] = frozenset()
+    plan: strategies.Plan = strategies.FREE
 
     @property
     def claims(self) -> frozenset[str]:
-        return self.impl.claims
+        """The features the checks draw: the claims, less those the target rejects."""
+        return self.impl.claims - self.avoid
 
     def cases(self, **overrides) -> st.SearchStrategy[Case]:
-        """Cases within the target's claims and spec, sized by the profile."""
+        """Cases within the target's claims and spec, off the edges it rejects, sized by the
+        profile and taking the plan's branches."""
         kw = dict(spec=self.spec, claims=self.claims, max_steps=self.profile.max_steps,
-                  max_numel=self.profile.max_numel, large=self.profile.large)
+                  max_numel=self.profile.max_numel, large=self.profile.large, avoid=self.avoid & set(EDGES),
+                  plan=self.plan)
         kw.update(overrides)
         return strategies.cases(**kw)
+
+    def accepts(self, case: Case) -> bool:
+        """Whether `case` stays within what the target claims and does not reject."""
+        return not (case.features() - self.claims or case.edges() & self.avoid)
 
     def run(self, case: Case) -> Trace:
         return runner.run(self.impl, case, self.device)
@@ -127,8 +146,9 @@ def _nvidia_driver() -> str | None:
         return None
 
 
-def describe_environment(target: Target, seed: int) -> list[str]:
-    """Header lines: the target, what it claims, the spec, versions, device, profile and seed."""
+def describe_environment(target: Target, seed: int, preflight=None, skipped=()) -> list[str]:
+    """Header lines: the target, what it claims, the spec, versions, device, profile and seed;
+    then what the preflight found, and the checks skipped on request."""
     env = environment(target)
     claims = sorted(target.claims)
     missing = [f for f in FEATURES if f not in target.claims]
@@ -139,5 +159,8 @@ def describe_environment(target: Target, seed: int) -> list[str]:
         f"spec {target.spec} (torch.optim.{'AdamW' if target.spec == 'adamw' else 'Adam'}), device {device}",
         f"torch {env['torch']}, python {env['python']}, numpy {env['numpy']}, hypothesis {env['hypothesis']}"
         + (f", triton {env['triton']}" if "triton" in env else ""),
-        f"profile {target.profile.name} ({target.profile.examples} examples per check), seed {seed}",
+        f"profile {target.profile.name} ({target.profile.examples} examples per check, after the covering ones), "
+        f"seed {seed}",
+        *(preflight.lines() if preflight else []),
+        *([f"skipped on request: {', '.join(skipped)}"] if skipped else []),
     ]

@@ -25,6 +25,23 @@ class RaisesInStep(torch.optim.Adam):
         raise RuntimeError("boom from inside step()")
 
 
+class ReturnsNothing:
+    """A factory that returns None instead of an optimizer."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        pass
+
+    def __new__(cls, *args, **kwargs):
+        return None
+
+
+class NoStep:
+    """Has Adam's constructor but no step()."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        self.param_groups = [dict(params=list(params), lr=lr, betas=betas, eps=eps)]
+
+
 class NaNEverywhere(torch.optim.Adam):
     """Writes NaN into every parameter."""
 
@@ -47,10 +64,10 @@ class Hangs(torch.optim.Adam):
 
 
 class HangsInNativeCode(torch.optim.Adam):
-    """Hangs once where no signal reaches Python (SIGALRM blocked, stuck in libc)."""
+    """Hangs once with AMSGrad, where no signal reaches Python (SIGALRM blocked, stuck in libc)."""
 
     def step(self, closure=None):
-        if _once("native-hang"):
+        if any(group["amsgrad"] for group in self.param_groups) and _once("native-hang"):
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
             ctypes.CDLL(None).sleep(10**6)
         return super().step(closure)
@@ -66,9 +83,9 @@ class ChangesGlobalState(torch.optim.Adam):
 
 
 class CrashesTheWorker(torch.optim.Adam):
-    """Kills its process once."""
+    """Kills its process once, with AMSGrad."""
 
     def step(self, closure=None):
-        if _once("crash"):
+        if any(group["amsgrad"] for group in self.param_groups) and _once("crash"):
             os._exit(3)
         return super().step(closure)

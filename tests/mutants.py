@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from impls.base import AdamBase, Hyper, adamw
+from impls.base import AdamBase, Hyper, adamw, hyper
 
 
 class Textbook(AdamBase):
@@ -569,6 +569,163 @@ class GradReadWithParamStrides(Textbook):
         super()._update(hp, params, misread, *rest)
 
 
+# -- branch-confined: each bug lives on one branch only, which the covering examples reach at quick --
+
+
+class GradWrittenOnL2Path(Textbook):
+    """the L2 term added into the gradient in place, grad.add_(p, alpha=wd), on the coupled-decay path only."""
+
+    def decay(self, hp, p, g):
+        if hp.weight_decay != 0 and not hp.decoupled:
+            return g.add_(p, alpha=hp.weight_decay)
+        return super().decay(hp, p, g)
+
+
+class UndecayedFastPathNoBiasCorrection(Textbook):
+    """a fast path for weight_decay == 0 that forgets the first moment's bias correction."""
+
+    def apply(self, hp, p, m, denom, t):
+        if hp.weight_decay == 0:
+            return p.addcdiv_(m, denom, value=-hp.lr)
+        return super().apply(hp, p, m, denom, t)
+
+
+class TensorLrPathNoBiasCorrection(Textbook):
+    """with lr given as a Tensor, the step size forgets the first moment's bias correction (a tensor-lr path of its own)."""
+
+    def _update(self, hp, params, *rest):
+        tensor_lr = {p.data_ptr() for g in self.param_groups if torch.is_tensor(g["lr"]) for p in g["params"]}
+        self._tensor_lr = params[0].data_ptr() in tensor_lr
+        super()._update(hp, params, *rest)
+
+    def apply(self, hp, p, m, denom, t):
+        if self._tensor_lr:
+            return p.addcdiv_(m, denom, value=-hp.lr)
+        return super().apply(hp, p, m, denom, t)
+
+
+class _DtypePath(Textbook):
+    """A kernel path of one parameter dtype (DTYPE) that forgets the first moment's bias correction."""
+
+    DTYPE = None
+
+    def apply(self, hp, p, m, denom, t):
+        if p.dtype == self.DTYPE:
+            return p.addcdiv_(m, denom, value=-hp.lr)
+        return super().apply(hp, p, m, denom, t)
+
+
+class HalfPathNoBiasCorrection(_DtypePath):
+    """float16 parameters take a kernel path of their own that forgets the first moment's bias correction."""
+
+    DTYPE = torch.float16
+
+
+class Bfloat16PathNoBiasCorrection(_DtypePath):
+    """bfloat16 parameters take a kernel path of their own that forgets the first moment's bias correction."""
+
+    DTYPE = torch.bfloat16
+
+
+class Float64PathNoBiasCorrection(_DtypePath):
+    """float64 parameters take a kernel path of their own that forgets the first moment's bias correction."""
+
+    DTYPE = torch.float64
+
+
+class ZeroDimPathNoBiasCorrection(Textbook):
+    """0-d parameters take a scalar path that forgets the first moment's bias correction."""
+
+    def apply(self, hp, p, m, denom, t):
+        if p.dim() == 0:
+            return p.addcdiv_(m, denom, value=-hp.lr)
+        return super().apply(hp, p, m, denom, t)
+
+
+class NonContiguousParamNotUpdated(Textbook):
+    """a non-contiguous parameter is updated through a contiguous copy never written back (a real CPU Adam's bug)."""
+
+    def _update(self, hp, params, *rest):
+        super()._update(hp, [p if p.is_contiguous() else p.contiguous() for p in params], *rest)
+
+
+class GroupsShareFirstGroupsHyperparameters(Textbook):
+    """every param group stepped with the first group's hyperparameters."""
+
+    def _update(self, hp, *rest):
+        super()._update(hyper(self.param_groups[0]), *rest)
+
+
+class LateGroupCountsGlobalSteps(Textbook):
+    """a param group added after the first step counts its steps from the optimizer's step() calls so far."""
+
+    def step(self, closure=None):
+        self._calls = getattr(self, "_calls", 0) + 1
+        return super().step(closure)
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        late = self.__dict__.setdefault("_late", {})
+        late.update({p.data_ptr(): getattr(self, "_calls", 0) for p in self.param_groups[-1]["params"]})
+
+    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
+        late = self.__dict__.get("_late", {})
+        steps = [t + late.get(p.data_ptr(), 0) for p, t in zip(params, steps)]
+        super()._update(hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
+
+
+#: Each branch a target may claim, and the branch-confined mutant that lives on it: all
+#: must be killed at the quick profile (tests/test_kill_matrix.py).
+BRANCHES = {
+    "weight decay zero": UndecayedFastPathNoBiasCorrection,
+    "coupled (L2) weight decay": GradWrittenOnL2Path,
+    "decoupled weight decay": DecayAfterUpdate,
+    "amsgrad": AmsgradMaxNotPersisted,
+    "maximize": MaximizeIgnored,
+    "tensor lr": TensorLrPathNoBiasCorrection,
+    "float16": HalfPathNoBiasCorrection,
+    "bfloat16": Bfloat16PathNoBiasCorrection,
+    "float64": Float64PathNoBiasCorrection,
+    "complex": ComplexSquared,
+    "parameter layout": NonContiguousParamNotUpdated,
+    "gradient layout": GradReadWithParamStrides,
+    "closure": ClosureLossNotReturned,
+    "several groups": GroupsShareFirstGroupsHyperparameters,
+    "a group added late": LateGroupCountsGlobalSteps,
+    "missing gradients": NoneGradTreatedAsZero,
+    "0-d parameters": ZeroDimPathNoBiasCorrection,
+    "empty parameters": SkipsGroupEndingWithEmptyTensor,
+}
+
+
+# -- what the preflight and diagnose must see through --------------------------------------
+
+
+class RejectsZeroLr(Textbook):
+    """rejects lr = 0, which torch accepts (a validation written as 0 < lr)."""
+
+    def __init__(self, params, lr=1e-3, *args, **kwargs):
+        if not lr > 0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        super().__init__(params, lr, *args, **kwargs)
+
+
+class Float32InsideEpsBeforeBiasCorrection(Textbook):
+    """computes in float32 whatever the parameter's dtype, and adds eps before the bias correction."""
+
+    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
+        narrow = lambda xs: None if xs is None else [x.to(torch.float32) for x in xs]  # noqa: E731
+        outs = [params, exp_avgs, exp_avg_sqs, max_exp_avg_sqs]
+        copies = [narrow(xs) for xs in outs]
+        super()._update(hp, copies[0], narrow(grads), *copies[1:], steps)
+        for xs, ys in zip(outs, copies):
+            for x, y in zip(xs or [], ys or []):
+                x.copy_(y)
+
+    def denominator(self, hp, second, t):
+        return (second.sqrt() + hp.eps) / math.sqrt(1 - hp.beta2**t)
+
+
 ADAMW_MUTANTS = {CoupledDecay, DecayNotScaledByLr, DecayAfterUpdate, DecayAppliedTwice}
 
 MUTANTS = [
@@ -582,7 +739,10 @@ MUTANTS = [
     ReloadDropsAmsgradMax, CheckpointStoresSqrt, LoadStateDictResetsStep, ZeroGradFillsZeros,
     HyperparametersReadOnce, ClosureLossNotReturned, InvalidHyperparametersAccepted, SparseGradientDensified,
     ChangesDefaultDtype, StochasticRounding, GradReadOneElementOff, TailNotUpdated, SkipsGroupEndingWithEmptyTensor,
-    GradReadWithParamStrides,
+    GradReadWithParamStrides, GradWrittenOnL2Path, UndecayedFastPathNoBiasCorrection, TensorLrPathNoBiasCorrection,
+    HalfPathNoBiasCorrection, Bfloat16PathNoBiasCorrection, Float64PathNoBiasCorrection, ZeroDimPathNoBiasCorrection,
+    NonContiguousParamNotUpdated, GroupsShareFirstGroupsHyperparameters, LateGroupCountsGlobalSteps, RejectsZeroLr,
+    Float32InsideEpsBeforeBiasCorrection,
 ]
 
 

@@ -83,8 +83,16 @@ def test_malformed_serialised_cases_raise_case_error_not_a_traceback():
 
 def test_features_name_what_a_case_exercises():
     case = SCENARIOS["param-groups"][1]()
-    assert case.features() == {"weight_decay", "amsgrad", "maximize"}
+    assert case.features() == {"weight_decay", "amsgrad", "maximize", "param_groups"}
+    assert {"zero_dim", "empty"} <= SCENARIOS["zero-dim-and-empty"][1]().features()
     assert "complex" in SCENARIOS["complex64-adam"][1]().features()
     assert {"noncontiguous"} <= SCENARIOS["noncontiguous-layouts"][1]().features()
     assert {"tensor_lr", "weight_decay"} <= SCENARIOS["tensor-lr"][1]().features()
     assert "closure" in SCENARIOS["closure"][1]().features()
+
+
+def test_edges_name_the_ends_of_the_valid_range_a_case_touches():
+    assert SCENARIOS["eps-zero"][1]().edges() == {"eps=0"}
+    assert "beta1=0" in SCENARIOS["beta1-zero"][1]().edges()
+    assert "weight_decay=1" in SCENARIOS["large-lr-and-decay"][1]().edges()
+    assert not SCENARIOS["basic-adam"][1]().edges()

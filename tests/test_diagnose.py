@@ -40,6 +40,13 @@ PLANTED = {
     mutants.GradModifiedInPlace: {"gradients": "modified"},
     # bfloat16 moments blur every float64 probe, so the rest is unexplained, and says so.
     mutants.StateInBfloat16: {"state_precision": "lower", "residual": "unexplained"},
+    # Branch-confined bugs, named on the branch a probe takes.
+    mutants.GradWrittenOnL2Path: {"gradients": "modified"},  # only the weight-decay probe shows it
+    # Bias-corrected on the decay path only: the decay probe is left unexplained, and says so.
+    mutants.UndecayedFastPathNoBiasCorrection: {"bias_correction": "second", "residual": "unexplained"},
+    mutants.Float64PathNoBiasCorrection: {"bias_correction": "second"},  # the probes are float64
+    # float32 internals blur every float64 probe; the float32 probes name the difference.
+    mutants.Float32InsideEpsBeforeBiasCorrection: {"eps": "before_bias_correction"},
 }
 
 
@@ -117,3 +124,76 @@ def test_the_command_prints_findings_and_writes_json(tmp_path):
 def test_bad_input_exits_2_with_one_line(args, message):
     result = _cli(*args)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr
+
+
+OUTSIDERS = """
+import torch
+
+
+class NoState:
+    \"\"\"An optimizer object with no .state attribute (it wraps torch's).\"\"\"
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        self._inner = torch.optim.Adam(params, lr=lr, betas=betas, eps=eps)
+        self.param_groups = self._inner.param_groups
+
+    def step(self, closure=None):
+        return self._inner.step(closure)
+
+    def zero_grad(self, set_to_none=True):
+        self._inner.zero_grad(set_to_none)
+
+    def state_dict(self):
+        return self._inner.state_dict()
+
+    def load_state_dict(self, state_dict):
+        self._inner.load_state_dict(state_dict)
+
+
+class SGDMomentum(torch.optim.Optimizer):
+    \"\"\"Not Adam at all: SGD with momentum behind Adam's signature.\"\"\"
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    buf = self.state[p].setdefault("momentum", torch.zeros_like(p))
+                    p.add_(buf.mul_(group["betas"][0]).add_(p.grad), alpha=-group["lr"])
+
+
+class SetsGradsToNone(torch.optim.Adam):
+    \"\"\"Adam that frees the gradients after stepping.\"\"\"
+
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+        return loss
+"""
+
+
+@pytest.fixture
+def outsiders(user_module):
+    return user_module("outsiders", OUTSIDERS)
+
+
+def test_an_optimizer_without_state_is_diagnosed_without_a_traceback(outsiders):
+    impl = resolve("outsiders:NoState")
+    findings = {f.point: f for f in diagnose.diagnose(Target(impl, "adam"))}
+    assert findings["state_precision"].found is None and "no .state" in findings["state_precision"].detail
+    assert findings["eps"].found == "after_bias_correction"
+
+
+def test_a_target_that_is_not_adam_matches_no_known_variant(outsiders):
+    target = Target(resolve("outsiders:SGDMomentum"), "adam")
+    assert "matches no known Adam variant" in diagnose.verdict(target, diagnose.diagnose(target))
+
+
+def test_gradients_set_to_none_are_told_apart_from_gradients_written_in_place(outsiders):
+    target = Target(resolve("outsiders:SetsGradsToNone"), "adam")
+    assert _differences(target) == {"gradients": "set_to_none"}

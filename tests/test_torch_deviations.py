@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance import resolve
+from conformance import budget, oracle, resolve
 from conformance.case import Case, Group, Param, Step
-from conformance.checks.base import CheckFailure, Evidence, holds, judge
+from conformance.checks.base import CheckFailure, Evidence, holds
 from conformance.checks.invariants import _decay_on_zero_grad
 from conformance.target import Target
 
@@ -16,6 +16,11 @@ from conformance.target import Target
 def _target(name: str) -> Target:
     impl = resolve(name)
     return Target(impl, impl.spec)
+
+
+def judge(target: Target, case: Case) -> budget.Parity:
+    """The target's parity with the oracle on `case`."""
+    return budget.judge(target.run(case), target.references(case), oracle.run(case), case)
 
 
 def test_torch_fused_reads_a_gradient_with_its_parameters_strides():

@@ -3,7 +3,20 @@
 ``CATALOGUE`` maps check ids to `Check`s; `run_check` runs one against a `Target`.
 """
 
+import difflib
+
 from conformance.checks import contract, invariants, parity  # noqa: F401  (they register their checks)
 from conformance.checks.base import CATALOGUE, Check, CheckFailure, CheckSkipped, Evidence, run_check
+from conformance.target import TargetOptionsError
 
-__all__ = ["CATALOGUE", "Check", "CheckFailure", "CheckSkipped", "Evidence", "run_check"]
+__all__ = ["CATALOGUE", "Check", "CheckFailure", "CheckSkipped", "Evidence", "checked_ids", "run_check"]
+
+
+def checked_ids(ids, option: str) -> list[str]:
+    """`ids` if every one is a check id, else TargetOptionsError naming the unknown one."""
+    for check_id in ids:
+        if check_id not in CATALOGUE:
+            close = difflib.get_close_matches(check_id, list(CATALOGUE), n=2)
+            hint = f"; did you mean {' or '.join(close)}?" if close else f"; known: {', '.join(sorted(CATALOGUE))}"
+            raise TargetOptionsError(f"{option} {check_id}: no such check{hint}")
+    return list(ids)

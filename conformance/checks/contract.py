@@ -9,47 +9,43 @@ import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from conformance import preflight
 from conformance.case import Case, Trace
-from conformance.checks.base import CheckFailure, Evidence, Target, check, holds
-from conformance.checks.parity import within_budget
+from conformance.checks.base import CheckFailure, Evidence, Target, check, completed, holds, torch_name, within_budget
 from conformance.runner import guarded_global_state
 
 
-def _observed(target: Target, case: Case, kind: str, statement: str) -> None:
-    """The run of `case` completes and notes no observation of `kind`."""
-    trace = target.run(case)
-    if trace.error:
-        raise CheckFailure(f"the run raised: {trace.error}", [case])
-    notes = [o for o in trace.observations if o.kind == kind]
+def _observed(target: Target, case: Case, kinds: tuple[str, ...], statement: str) -> None:
+    """The run of `case` completes and notes no observation of `kinds`."""
+    notes = [o for o in completed(target, case).observations if o.kind in kinds]
     if notes:
         more = f" (and {len(notes) - 1} more)" if len(notes) > 1 else ""
-        raise CheckFailure(f"{statement}: {notes[0]}{more}", [case])
+        raise CheckFailure(f"{statement}: {notes[0]}{more}", [case], severity="api")
 
 
 @check("contract.in-place", "step() updates parameters in place: same storage, dtype, shape and strides.")
 def in_place(target: Target, evidence: Evidence, data) -> None:
-    evidence.saw(None)
-    holds(target, evidence, _observed, data.draw(target.cases(), label="case"), "param-replaced", "a parameter was replaced")
+    holds(target, evidence, _observed, data.draw(target.cases(), label="case"), ("param-replaced",),
+          "a parameter was replaced")
 
 
 @check("contract.grad-untouched", "step() never writes to a gradient.")
 def grad_untouched(target: Target, evidence: Evidence, data) -> None:
-    evidence.saw(None)
-    holds(target, evidence, _observed, data.draw(target.cases(), label="case"), "grad-modified", "a gradient was modified")
+    holds(target, evidence, _observed, data.draw(target.cases(), label="case"), ("grad-modified", "grad-removed"),
+          "a gradient was modified")
 
 
 @check("contract.global-state", "step() leaves torch's global state alone: the default dtype, grad mode and RNG.")
 def global_state(target: Target, evidence: Evidence, data) -> None:
-    evidence.saw(None)
-    holds(target, evidence, _observed, data.draw(target.cases(), label="case"), "global-state", "torch's global state changed")
+    holds(target, evidence, _observed, data.draw(target.cases(), label="case"), ("global-state",),
+          "torch's global state changed")
 
 
 @check("contract.closure", "step(closure) calls the closure exactly once and returns its loss.", needs=["closure"])
 def closure(target: Target, evidence: Evidence, data) -> None:
     case = data.draw(target.cases(), label="case")
     case = dataclasses.replace(case, steps=tuple(dataclasses.replace(s, closure=True) for s in case.steps))
-    evidence.saw(None)
-    holds(target, evidence, _observed, case, "closure", "step(closure) broke its contract")
+    holds(target, evidence, _observed, case, ("closure",), "step(closure) broke its contract")
 
 
 @check(
@@ -58,16 +54,12 @@ def closure(target: Target, evidence: Evidence, data) -> None:
     "no moment update, no step count (steps are counted per parameter).",
 )
 def no_grad_untouched(target: Target, evidence: Evidence, data) -> None:
-    case = data.draw(target.cases(), label="case")
-    assume(any(g is None for s in case.steps for g in s.grads))
-    evidence.saw(None)
+    case = data.draw(target.cases(plan=dataclasses.replace(target.plan, missing_grad=True)), label="case")
     holds(target, evidence, _untouched_without_grad, case)
 
 
 def _untouched_without_grad(target: Target, case: Case) -> None:
-    trace = target.run(case)
-    if trace.error:
-        raise CheckFailure(f"the run raised: {trace.error}", [case])
+    trace = completed(target, case)
     for i, p in enumerate(case.params):
         before = {"param": p.init}
         for t, s in enumerate(case.steps, start=1):
@@ -76,7 +68,8 @@ def _untouched_without_grad(target: Target, case: Case) -> None:
                 changed = [k for k in now if k in before and not _identical(now[k], before[k])]
                 changed += [k for k in now if k not in before and k != "param" and np.any(now[k] != 0)]
                 if changed:
-                    raise CheckFailure(f"param {i} had no grad at step {t}, yet its {', '.join(changed)} changed", [case])
+                    raise CheckFailure(f"param {i} had no grad at step {t}, yet its {', '.join(changed)} changed", [case],
+                                       severity="parameters" if "param" in changed else "state")
             before = now
 
 
@@ -90,18 +83,24 @@ def state_dict(target: Target, evidence: Evidence, data) -> None:
     assume(len(case.steps) >= 2)
     t = data.draw(st.integers(2, len(case.steps)), label="reload before step")
     how = data.draw(st.sampled_from(["reload", "reload_file"]), label="how")
+    holds(target, evidence, _resumes, case, t, how)
+
+
+def _resumes(target: Target, case: Case, t: int, how: str) -> None:
+    """Reloading before step `t` (`how`) continues the run of `case` identically."""
     steps = list(case.steps)
     steps[t - 1] = dataclasses.replace(steps[t - 1], events=(how,))
     reloaded = dataclasses.replace(case, steps=tuple(steps))
-    evidence.saw(None)
-    holds(target, evidence, _same_runs, reloaded, case, f"{how} before step {t}")
+    _assert_identical(target.run(reloaded), target.run(case), f"{how} before step {t}", [reloaded, case])
 
 
 @check("contract.determinism", "Two runs of the same Case give bitwise identical results.")
 def determinism(target: Target, evidence: Evidence, data) -> None:
-    case = data.draw(target.cases(), label="case")
-    evidence.saw(None)
-    holds(target, evidence, _same_runs, case, case, "a second run")
+    holds(target, evidence, _repeats, data.draw(target.cases(), label="case"))
+
+
+def _repeats(target: Target, case: Case) -> None:
+    _assert_identical(target.run(case), target.run(case), "a second run", [case])
 
 
 INVALID = {
@@ -127,7 +126,6 @@ def invalid_hyperparameters(target: Target, evidence: Evidence, data) -> None:
         kwargs["betas"] = (value, 0.999) if name == "beta1" else (0.9, value)
     else:
         kwargs[name] = value
-    evidence.saw(None)
     holds(target, evidence, _rejected, kwargs)
 
 
@@ -139,9 +137,9 @@ def _rejected(target: Target, kwargs: dict) -> None:
         return
     except Exception as e:
         raise CheckFailure(f"{_call(kwargs)} raised {type(e).__name__} ({e}), where torch raises ValueError",
-                           repro=dict(mode="construct", kwargs=kwargs)) from None
+                           repro=dict(mode="construct", kwargs=kwargs), severity="api") from None
     raise CheckFailure(f"{_call(kwargs)} was accepted, where torch raises ValueError",
-                       repro=dict(mode="construct", kwargs=kwargs))
+                       repro=dict(mode="construct", kwargs=kwargs), severity="api")
 
 
 def _call(kwargs: dict) -> str:
@@ -150,7 +148,6 @@ def _call(kwargs: dict) -> str:
 
 @check("contract.sparse-gradients", "A sparse gradient makes step() raise, as torch does (Adam is dense-only).")
 def sparse_gradients(target: Target, evidence: Evidence, data) -> None:
-    evidence.saw(None)
     holds(target, evidence, _sparse_rejected, data.draw(st.integers(2, 64), label="size"))
 
 
@@ -163,7 +160,7 @@ def _sparse_rejected(target: Target, n: int) -> None:
     except Exception:
         return
     raise CheckFailure(f"step() accepted a sparse gradient of a ({n},) parameter, where torch raises RuntimeError",
-                       repro=dict(mode="sparse", size=n))
+                       repro=dict(mode="sparse", size=n), severity="api")
 
 
 @check(
@@ -172,28 +169,54 @@ def _sparse_rejected(target: Target, n: int) -> None:
     "and the finite ones stay within the error budget.",
 )
 def non_finite(target: Target, evidence: Evidence, data) -> None:
-    within_budget(target, evidence, data.draw(target.cases(non_finite=True), label="case"))
+    holds(target, evidence, within_budget, data.draw(target.cases(non_finite=True), label="case"))
+
+
+@check(
+    "contract.accepts-valid",
+    "Everything torch accepts and the target claims is accepted: the edges of the valid range (lr = 0, "
+    "eps = 0, a beta of 0, weight decay 1) and each declared behaviour (dtypes, layouts, param groups, ...).",
+    drawn=False,
+)
+def accepts_valid(target: Target, evidence: Evidence, data) -> None:
+    rejected = []
+    for probe in preflight.applicable(target):
+        try:
+            holds(target, evidence, _accepted, probe)
+        except CheckFailure as failure:
+            rejected.append(failure)
+    if rejected:
+        others = f" (and {len(rejected) - 1} more: {', '.join(f.probe for f in rejected[1:])})" if len(rejected) > 1 else ""
+        first = rejected[0]
+        failure = CheckFailure(f"{first}{others}", first.cases, severity="api")
+        failure.retest = first.retest
+        raise failure
+
+
+def _accepted(target: Target, probe: preflight.Probe) -> None:
+    error = preflight.rejection(target, probe)
+    if error is not None:
+        failure = CheckFailure(f"{target.impl.name} rejects {probe.what}, which {torch_name(target.spec)} accepts: "
+                               f"{error}", [probe.build(target.spec)], severity="api")
+        failure.probe = probe.name
+        raise failure
 
 
 def _identical(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
 
 
-def _same_runs(target: Target, first: Case, second: Case, what: str) -> None:
-    """The runs of `first` and `second` are bitwise identical (NaN equal to NaN)."""
-    _assert_identical(target.run(first), target.run(second), what, [first] if first is second else [first, second])
-
-
 def _assert_identical(a: Trace, b: Trace, what: str, cases) -> None:
     for trace in (a, b):
         if trace.error:
-            raise CheckFailure(f"{what}: a run raised: {trace.error}", cases)
+            raise CheckFailure(f"{what}: a run raised: {trace.error}", cases, severity="api")
     for i, (pa, pb) in enumerate(zip(a.params, b.params)):
         pairs = [("param", pa, pb)] + [(k, a.state[i].get(k), b.state[i].get(k)) for k in sorted(set(a.state[i]) | set(b.state[i]))]
         for key, x, y in pairs:
             if x is None or y is None or not _identical(x, y):
                 step = "" if x is None or y is None else f" after step {a.steps[np.argwhere(~_equal_rows(x, y))[0][0]]}"
-                raise CheckFailure(f"{what}: param {i} {key} differs{step}", cases, repro=dict(mode="repeat"))
+                raise CheckFailure(f"{what}: param {i} {key} differs{step}", cases, repro=dict(mode="repeat"),
+                                   severity="parameters" if key == "param" else "state")
 
 
 def _equal_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:

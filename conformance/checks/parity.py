@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conformance import budget, golden
-from conformance.checks.base import CheckFailure, CheckSkipped, Evidence, Target, check, judge, run_against_torch
+from conformance.checks.base import SEVERITIES, CheckFailure, CheckSkipped, Evidence, Target, check, holds, within_budget
 
 
 @check(
@@ -12,15 +12,7 @@ from conformance.checks.base import CheckFailure, CheckSkipped, Evidence, Target
     "within the error budget set by torch's single-tensor path.",
 )
 def trajectory(target: Target, evidence: Evidence, data) -> None:
-    within_budget(target, evidence, data.draw(target.cases(), label="case"))
-
-
-def within_budget(target: Target, evidence: Evidence, case) -> None:
-    """The target's run of `case` is within the error budget of the oracle's."""
-    parity = judge(target, case)
-    evidence.saw(parity)
-    if parity is not None and not parity.passed:
-        raise CheckFailure(f"{parity}", [case], parity)
+    holds(target, evidence, within_budget, data.draw(target.cases(), label="case"))
 
 
 @check(
@@ -32,19 +24,27 @@ def within_budget(target: Target, evidence: Evidence, case) -> None:
 def golden_traces(target: Target, evidence: Evidence, data) -> None:
     failures, ran = [], 0
     for name, case, oracle_trace in golden.load_all():
-        if (case.spec != target.spec or case.features() - target.claims
+        if (case.spec != target.spec or not target.accepts(case)
                 or len(case.steps) > target.profile.golden_steps
                 or (case.objective is not None and not target.profile.closed_loop)):
             continue
         ran += 1
-        trace, refs = run_against_torch(target, case)
-        parity = budget.judge(trace, refs, oracle_trace, case)
-        evidence.saw(parity)
-        if not parity.passed:
-            failures.append((name, case, parity))
+        try:
+            evidence.saw(within_budget(target, case, oracle_trace))
+        except CheckFailure as failure:
+            failures.append((name, failure))
     if not ran:
         raise CheckSkipped(f"no golden scenario fits spec {target.spec}, the claims and the {target.profile.name} profile")
     if failures:
-        name, case, parity = failures[0]
-        others = f" (and {len(failures) - 1} more: {', '.join(n for n, _, _ in failures[1:])})" if len(failures) > 1 else ""
-        raise CheckFailure(f"golden {name}: {parity}{others}", [case], parity)
+        # The most severe first (a wrong parameter before a wrong state tensor), then the farthest over budget.
+        rank = list(SEVERITIES)
+        failures.sort(key=lambda f: (rank.index(f[1].severity), -_over(f[1].parity)))
+        name, worst = failures[0]
+        others = f" (and {len(failures) - 1} more: {', '.join(n for n, _ in failures[1:])})" if len(failures) > 1 else ""
+        failure = CheckFailure(f"golden {name}: {worst}{others}", worst.cases, worst.parity, severity=worst.severity)
+        failure.retest = (within_budget, (worst.cases[0],))  # ablated Cases get their truth from the oracle
+        raise failure
+
+
+def _over(parity: budget.Parity | None) -> float:
+    return 0.0 if parity is None else parity.error / parity.budget
