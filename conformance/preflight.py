@@ -41,10 +41,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from conformance import reference, runner
+from conformance import reference, runner, strategies
 from conformance.case import Case, Group, Param, Step
 from conformance.dtypes import complex_from, round_to
-from conformance.registry import EDGES, TargetError
+from conformance.registry import BEHAVIOURS, EDGES, TargetError
 from conformance.runner import guarded_global_state
 from conformance.target import Profile, Target, TargetOptionsError, build_target
 
@@ -121,9 +121,12 @@ def applicable(target: Target) -> list[Probe]:
 
 
 def rejection(target: Target, probe: Probe) -> str | None:
-    """What the target raised on the probe where torch's single-tensor path did not (None: accepted)."""
+    """What the target raised on the probe where torch's single-tensor path did not (None:
+    accepted). Only the probe's own behaviours are claimed: one param group is passed as a
+    plain list of tensors, two as dicts."""
     case = probe.build(target.spec)
-    ran = runner.run(dataclasses.replace(target.impl, claims=target.impl.claims | case.features()), case, target.device)
+    claims = (target.impl.claims - set(BEHAVIOURS)) | case.features()
+    ran = runner.run(dataclasses.replace(target.impl, claims=claims), case, target.device)
     if ran.error is None or target.torch().run(case).error is not None:
         return None
     return ran.error
@@ -170,7 +173,7 @@ class Preflight:
         needs for the most runs a check makes (examples, covering rows and shrinking, each a
         construction and up to max_steps steps), so that a correct but slow target does not
         time out while a hang is still caught."""
-        runs = RUNS_PER_EXAMPLE * (profile.examples + COVERING_ROWS)
+        runs = RUNS_PER_EXAMPLE * (profile.examples + strategies.MAX_COVERING_ROWS)
         return profile.timeout + runs * (self.construct_s + profile.max_steps * self.step_s)
 
     def lines(self) -> list[str]:
@@ -192,10 +195,8 @@ class Preflight:
         return cls(**doc)
 
 
-#: Runs of the target per example a check may make, shrinking included (a generous bound).
+#: Runs of the target per example a check may make, shrinking and explaining included (a generous bound).
 RUNS_PER_EXAMPLE = 10
-#: The most covering rows a check runs before its random examples (strategies.covering_plans).
-COVERING_ROWS = 7
 
 
 def _ms(seconds: float) -> str:

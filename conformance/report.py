@@ -102,12 +102,16 @@ def document(target, header: list[str], seed: int, results, duration: float, dia
     )
 
 
+#: At one severity, the order failures are shown in: parity on drawn Cases (conformance
+#: itself), then on the golden traces, then the invariants, then the contract.
+LEADS = ("parity.trajectory", "parity.", "invariant.", "contract.")
+
+
 def _by_severity(checks: list[dict]) -> list[dict]:
-    """The failed checks, the most severe first; at one severity parity (conformance itself)
-    before the invariants before the contract, then in id order."""
-    rank, kinds = list(SEVERITIES), ["parity", "invariant", "contract"]
-    return sorted((c for c in checks if c["failure"]),
-                  key=lambda c: (rank.index(c["failure"]["severity"]), kinds.index(c["id"].partition(".")[0])))
+    """The failed checks, the most severe first (then as `LEADS` says, then in id order)."""
+    rank = list(SEVERITIES)
+    lead = lambda check_id: next(k for k, prefix in enumerate(LEADS) if check_id.startswith(prefix))  # noqa: E731
+    return sorted((c for c in checks if c["failure"]), key=lambda c: (rank.index(c["failure"]["severity"]), lead(c["id"])))
 
 
 def _headline(checks: list[dict]) -> dict | None:
@@ -195,7 +199,8 @@ def verdict_line(doc: dict) -> str:
 def _needs(necessary: list[str]) -> str:
     if not necessary:
         return "needs: nothing in particular: no single feature of the minimal case is needed for it to fail"
-    return "needs: " + "; ".join(necessary) + " (without any one of them it passes)"
+    without = "without it, it passes" if len(necessary) == 1 else "without any one of them it passes"
+    return "needs: " + "; ".join(necessary) + f" ({without})"
 
 
 def _common_need(checks: list[dict]) -> str:

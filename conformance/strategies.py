@@ -75,6 +75,8 @@ class Plan:
 
 
 FREE = Plan()
+#: The most rows `covering_plans` gives (a three-valued decay factor: `pairwise`).
+MAX_COVERING_ROWS = 8
 #: Boolean plan flags and the claim each needs.
 FLAGS = {"amsgrad": "amsgrad", "maximize": "maximize", "tensor_lr": "tensor_lr", "closure": "closure",
          "groups": "param_groups", "late_group": "param_groups", "missing_grad": None, "zero_dim": "zero_dim",
@@ -204,7 +206,7 @@ def hyperparameters(claims=FEATURES, spec: str = "adam", avoid=(), plan: Plan = 
             return st.just(False)
         return st.booleans() if forced is None else st.just(forced)
 
-    forced = None if plan.decay in (None, "none") else plan.decay == "decoupled"
+    forced = None if plan.decay is None else plan.decay == "decoupled"
     decoupled = flag("decoupled_weight_decay", forced) if spec == "adam" else st.just(False)
     return st.fixed_dictionaries(dict(
         lr=lr, betas=st.tuples(beta1, beta2), eps=eps, weight_decay=decay, amsgrad=flag("amsgrad", plan.amsgrad),
@@ -229,7 +231,9 @@ def groups(draw, n_params: int, claims=FEATURES, spec: str = "adam", max_groups:
     With `late_joins` > 0, a group other than the first may join through
     add_param_group before a step in 2..late_joins.
     """
-    most = min(max_groups, n_params) if "param_groups" in claims and plan.groups is not False else 1
+    most = min(max_groups, n_params) if "param_groups" in claims else 1
+    if plan.groups is False:  # one group at construction, and one that joins late if the plan says so
+        most = min(most, 2 if plan.late_group else 1)
     least = 2 if (plan.groups or plan.late_group) and most >= 2 else 1
     n = draw(st.integers(least, most))
     owner = [0] + draw(st.lists(st.integers(0, n - 1), min_size=n_params - 1, max_size=n_params - 1))

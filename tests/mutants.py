@@ -426,6 +426,19 @@ def _in_dtype_of(params, update, hp, params_, grads, exp_avgs, exp_avg_sqs, max_
             x.copy_(w)
 
 
+class StoresBiasCorrectedMoments(Textbook):
+    """keeps the bias-corrected moments m̂ and v̂ under torch's state keys (right parameters, a checkpoint unlike torch's)."""
+
+    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
+        for m, v, t in zip(exp_avgs, exp_avg_sqs, steps):  # back to the raw moments of step t-1
+            m.mul_(1 - hp.beta1 ** (t - 1) if t > 1 else 1.0)
+            v.mul_(1 - hp.beta2 ** (t - 1) if t > 1 else 1.0)
+        super()._update(hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
+        for m, v, t in zip(exp_avgs, exp_avg_sqs, steps):
+            m.div_(1 - hp.beta1**t)
+            v.div_(1 - hp.beta2**t)
+
+
 class ReloadDropsAmsgradMax(Textbook):
     """a state_dict without max_exp_avg_sq: after a reload AMSGrad's running max starts again from 0."""
 
@@ -564,9 +577,14 @@ class GradReadWithParamStrides(Textbook):
     """the gradient read with the parameter's strides (torch's fused CPU kernel, found here)."""
 
     def _update(self, hp, params, grads, *rest):
-        misread = [g if g.stride() == p.stride() else g.contiguous().as_strided(p.shape, p.stride())
+        misread = [g.contiguous().as_strided(p.shape, p.stride()) if g.stride() != p.stride() and _dense(p) else g
                    for p, g in zip(params, grads)]
         super()._update(hp, params, misread, *rest)
+
+
+def _dense(t) -> bool:
+    """Whether `t` covers its memory without gaps (as reading it with other strides stays in bounds)."""
+    return t.numel() == 0 or sum((n - 1) * s for n, s in zip(t.shape, t.stride())) + 1 == t.numel()
 
 
 # -- branch-confined: each bug lives on one branch only, which the covering examples reach at quick --
@@ -710,17 +728,25 @@ class RejectsZeroLr(Textbook):
         super().__init__(params, lr, *args, **kwargs)
 
 
-class Float32InsideEpsBeforeBiasCorrection(Textbook):
-    """computes in float32 whatever the parameter's dtype, and adds eps before the bias correction."""
+class _ComputedIn(Textbook):
+    """Every step computed in DTYPE, whatever the parameters' dtype, and rounded once into it."""
+
+    DTYPE = None
 
     def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
-        narrow = lambda xs: None if xs is None else [x.to(torch.float32) for x in xs]  # noqa: E731
+        cast = lambda xs: None if xs is None else [x.to(self.DTYPE) for x in xs]  # noqa: E731
         outs = [params, exp_avgs, exp_avg_sqs, max_exp_avg_sqs]
-        copies = [narrow(xs) for xs in outs]
-        super()._update(hp, copies[0], narrow(grads), *copies[1:], steps)
+        copies = [cast(xs) for xs in outs]
+        super()._update(hp, copies[0], cast(grads), *copies[1:], steps)
         for xs, ys in zip(outs, copies):
             for x, y in zip(xs or [], ys or []):
                 x.copy_(y)
+
+
+class Float32InsideEpsBeforeBiasCorrection(_ComputedIn):
+    """computes in float32 whatever the parameter's dtype, and adds eps before the bias correction."""
+
+    DTYPE = torch.float32
 
     def denominator(self, hp, second, t):
         return (second.sqrt() + hp.eps) / math.sqrt(1 - hp.beta2**t)
@@ -742,24 +768,17 @@ MUTANTS = [
     GradReadWithParamStrides, GradWrittenOnL2Path, UndecayedFastPathNoBiasCorrection, TensorLrPathNoBiasCorrection,
     HalfPathNoBiasCorrection, Bfloat16PathNoBiasCorrection, Float64PathNoBiasCorrection, ZeroDimPathNoBiasCorrection,
     NonContiguousParamNotUpdated, GroupsShareFirstGroupsHyperparameters, LateGroupCountsGlobalSteps, RejectsZeroLr,
-    Float32InsideEpsBeforeBiasCorrection,
+    Float32InsideEpsBeforeBiasCorrection, StoresBiasCorrectedMoments,
 ]
 
 
 # -- correct, but different: these must all be certified ---------------------------------
 
 
-class Float64Inside(Textbook):
+class Float64Inside(_ComputedIn):
     """computes every step in float64 and rounds once into the parameter's dtype."""
 
-    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
-        wide = lambda xs: None if xs is None else [x.to(torch.float64) for x in xs]  # noqa: E731
-        outs = [params, exp_avgs, exp_avg_sqs, max_exp_avg_sqs]
-        copies = [wide(xs) for xs in outs]
-        super()._update(hp, copies[0], wide(grads), *copies[1:], steps)
-        for xs, ws in zip(outs, copies):
-            for x, w in zip(xs or [], ws or []):
-                x.copy_(w)
+    DTYPE = torch.float64
 
 
 class RearrangedAlgebra(Textbook):

@@ -57,9 +57,33 @@ class NoBiasCorrectionAdam(torch.optim.Optimizer):
 '''
 
 
+FIELD = '''
+import functools
+
+import torch
+
+from impls.eager import EagerAdam
+
+ForeachAdam = functools.partial(torch.optim.Adam, foreach=True)
+ForeachAdamW = functools.partial(torch.optim.AdamW, foreach=True)
+FusedAdam = functools.partial(torch.optim.Adam, fused=True)
+
+
+class Unvalidated(EagerAdam):
+    """eager's arithmetic, without validating its arguments."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
+                 maximize=False, decoupled_weight_decay=False):
+        torch.optim.Optimizer.__init__(self, params, dict(
+            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+            decoupled_weight_decay=decoupled_weight_decay))
+'''
+
+
 @pytest.fixture
 def workdir(tmp_path):
     (tmp_path / "planted.py").write_text(PLANTED)
+    (tmp_path / "field.py").write_text(FIELD)
     shutil.copy(HERE / "hostile_targets.py", tmp_path / "hostile_targets.py")
     return tmp_path
 
@@ -138,8 +162,9 @@ def test_the_plugin_passes_and_fails_the_same_checks_as_the_cli(workdir):
     plugin = subprocess.run(
         [sys.executable, "-m", "pytest", "--adam-impl", "planted:NoBiasCorrectionAdam", "--adam-profile", "quick",
          "--adam-without", "complex", "--adam-database", "none", "-p", "no:cacheprovider", "--junitxml", "plugin.xml",
-         "-q"], cwd=workdir, capture_output=True, text=True, timeout=600, env=_env())
+         "-n", "2"], cwd=workdir, capture_output=True, text=True, timeout=600, env=_env())
     assert plugin.returncode == 1, plugin.stdout[-3000:]
+    assert "adam-conformance: preflight" in plugin.stdout  # run once, by the controller, for both workers
     statuses = {}
     for case in ET.parse(workdir / "plugin.xml").getroot().iter("testcase"):
         check = case.get("name").removeprefix("test_check[").removesuffix("]")
@@ -191,6 +216,40 @@ def test_a_target_that_changes_global_state_fails_that_check_only(workdir):
     statuses = _statuses(_report(workdir / "report.json"))
     assert statuses.pop("contract.global-state") == "failed"
     assert set(statuses.values()) == {"passed"}
+
+
+@pytest.mark.parametrize("name, spec", [("field:ForeachAdam", "adam"), ("field:ForeachAdamW", "adamw")])
+def test_torchs_foreach_adam_is_certified_with_one_note_about_tensor_lr(workdir, name, spec):
+    result = certify(workdir, name, "--json", "report.json")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    doc = _report(workdir / "report.json")
+    assert doc["target"]["spec"] == spec and doc["summary"]["failed"] == 0
+    notes = [line for line in doc["header"] if line.startswith("preflight:")]
+    assert len(notes) == 1 and "tensor_lr dropped" in notes[0] and "--without tensor_lr" in notes[0]
+    assert [n["feature"] for n in doc["preflight"]["dropped"]] == ["tensor_lr"] and notes[0] in result.stdout
+
+
+def test_torchs_fused_cpu_adam_is_told_to_need_a_gradient_strided_unlike_its_parameter(workdir):
+    result = certify(workdir, "field:FusedAdam", "--json", "report.json")
+    assert result.returncode == 1
+    doc = _report(workdir / "report.json")
+    need = "a gradient whose strides differ from its parameter's"
+    trajectory = next(c for c in doc["checks"] if c["id"] == "parity.trajectory")
+    assert need in trajectory["failure"]["necessary"] and trajectory["failure"]["severity"] == "parameters"
+    assert doc["headline"]["check"] == "parity.trajectory"
+    assert f"needs: {need}" in result.stdout and f"every failure above needs {need}" in result.stdout
+    assert "complex dropped from the claims" in result.stdout  # fused kernels take no complex parameters
+
+
+def test_skip_certifies_everything_but_the_checks_named(workdir):
+    result = certify(workdir, "field:Unvalidated", "--skip", "contract.invalid-hyperparameters", "--json", "report.json")
+    assert result.returncode == 0, result.stdout[-3000:]
+    doc = _report(workdir / "report.json")
+    assert doc["skipped_on_request"] == ["contract.invalid-hyperparameters"]
+    assert _statuses(doc)["contract.invalid-hyperparameters"] == "skipped"
+    assert "skipped on request: contract.invalid-hyperparameters" in doc["header"]
+    assert result.stdout.rstrip().splitlines()[-2].startswith(
+        "CONFORMANT except skipped: contract.invalid-hyperparameters: field:Unvalidated behaves like")
 
 
 BAD_INPUT = {

@@ -36,6 +36,13 @@ def test_every_check_earns_its_place():
     assert sum(not place.reason for place in PLACES.values()) >= 8  # the checks no other can stand in for
 
 
+def test_every_branch_a_target_claims_has_a_mutant_confined_to_it():
+    """The covering examples must reach each: test_the_suite_kills_the_mutant kills them at quick."""
+    assert set(mutants.BRANCHES.values()) <= set(mutants.MUTANTS)
+    assert {"coupled (L2) weight decay", "tensor lr", "float16", "bfloat16", "float64", "parameter layout",
+            "several groups", "a group added late", "0-d parameters"} <= set(mutants.BRANCHES)
+
+
 def test_the_zoo_is_large_and_each_mutant_says_its_bug_in_one_line():
     assert len(mutants.MUTANTS) >= 30 and len(set(mutants.MUTANTS)) == len(mutants.MUTANTS)
     for cls in mutants.MUTANTS + mutants.CORRECT:

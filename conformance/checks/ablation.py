@@ -219,8 +219,10 @@ def explain(target: Target, failure: CheckFailure, seconds: float = SECONDS) -> 
                   and time.monotonic() < deadline and _outcome(target, prop, ablated, rest) == "holds"]
         if fewest:
             needed.append(f"{len(case.steps)} steps (with fewer it passes)")
-        simplest = _failure(target, prop, case, rest) or failure
+        simplest = _failure(target, prop, case, rest)
     except CheckTimeout:  # the check's own limit: report the failure as it was found
+        return failure
+    if simplest is None:  # it did not fail again (a nondeterministic target): as it was found
         return failure
     simplest.retest = (prop, (case, *rest))
     simplest.necessary = needed

@@ -129,26 +129,31 @@ def _never_updated(trace: Trace, truth: Trace, case: Case, i: int) -> bool:
 
 
 def _rescaled_state(trace: Trace, truth: Trace, case: Case) -> str:
-    """'; exp_avg is the oracle's times 10 after step 1, ...' where a state tensor is a
-    multiple of the oracle's that is the same for every element of a snapshot but
-    changes with the step: the target keeps another quantity under torch's key."""
+    """'; param 0 exp_avg is the oracle's times 10 after step 1, ...' where a state tensor is
+    a multiple of the oracle's, the same for every element of a snapshot: the target keeps
+    another quantity under torch's key (bias-corrected moments, say)."""
     for i in range(len(case.params)):
         for key in sorted(set(truth.state[i]) & set(trace.state[i]) - {"step"}):
             factors = []
             for x, o in zip(components(trace.state[i][key]), components(truth.state[i][key])):
                 use = np.isfinite(x) & np.isfinite(o) & (np.abs(o) > 0)
-                if not use.any():
-                    continue
                 ratio = x[use] / o[use]
-                if np.ptp(ratio) > 1e-3 * np.abs(ratio).max():
+                if ratio.size and np.ptp(ratio) <= 1e-3 * np.abs(ratio).max():
+                    factors.append(float(np.median(ratio)))
+                elif ratio.size:
                     break
-                factors.append(float(np.median(ratio)))
             else:
-                if len(factors) >= 2 and not np.allclose(factors, factors[0], rtol=1e-3):
+                if factors and not np.allclose(factors, 1.0, rtol=1e-3):
                     shown = ", ".join(f"×{f:.3g} after step {t}" for f, t in zip(factors, trace.steps))
-                    return (f"; param {i} {key} is the oracle's times a factor that changes with the step ({shown}): "
-                            "the target keeps another quantity under torch's state key (bias-corrected moments?)")
+                    return (f"; param {i} {key} is the oracle's times a factor, the same for every element "
+                            f"({shown}): the target keeps another quantity under torch's state key "
+                            "(bias-corrected moments?)")
     return ""
+
+
+def and_more(names: Sequence[str]) -> str:
+    """' (and 2 more: b, c)', to follow what is said of the first of `names`."""
+    return f" (and {len(names) - 1} more: {', '.join(names[1:])})" if len(names) > 1 else ""
 
 
 def holds(target: Target, evidence: Evidence, prop: Callable[..., Parity | None], *args) -> None:
@@ -212,9 +217,11 @@ def check(id: str, statement: str, needs: Sequence[str] = (), drawn: bool = True
     return register
 
 
-def run_check(chk: Check, target: Target, seed_value: int = 0, database: Path | None = None) -> Evidence:
+def run_check(chk: Check, target: Target, seed_value: int = 0, database: Path | None = None,
+              explain: bool = True) -> Evidence:
     """Run `chk` against `target` under its profile: the covering examples, then the random
-    ones. Raises CheckFailure (explained by ablation) or CheckSkipped."""
+    ones. Raises CheckFailure or CheckSkipped. A failure is shrunk to a minimal Case and
+    explained by ablation, unless `explain` is False (a verdict is all the kill matrix needs)."""
     from conformance.checks import ablation
 
     evidence = Evidence()
@@ -223,18 +230,18 @@ def run_check(chk: Check, target: Target, seed_value: int = 0, database: Path | 
             chk.body(target, evidence, None)
             return evidence
         for plan in strategies.covering_plans(target.claims, target.spec):
-            _examples(chk, dataclasses.replace(target, plan=plan), evidence, 1, seed_value, None)
-        _examples(chk, target, evidence, target.profile.examples, seed_value, database)
+            _examples(chk, dataclasses.replace(target, plan=plan), evidence, 1, seed_value, None, explain)
+        _examples(chk, target, evidence, target.profile.examples, seed_value, database, explain)
     except CheckFailure as failure:
-        if failure.retest is None:
+        if failure.retest is None or not explain:
             raise
         raise ablation.explain(target, failure) from None
     return evidence
 
 
 def _examples(chk: Check, target: Target, evidence: Evidence, count: int, seed_value: int,
-              database: Path | None) -> None:
-    """`count` examples of `chk` drawn by hypothesis (shrunk to a minimal one on failure)."""
+              database: Path | None, shrink: bool) -> None:
+    """`count` examples of `chk` drawn by hypothesis (shrunk to a minimal one on failure if `shrink`)."""
     @seed(seed_value)
     @settings(
         max_examples=count,
@@ -243,7 +250,7 @@ def _examples(chk: Check, target: Target, evidence: Evidence, count: int, seed_v
         derandomize=False,
         suppress_health_check=list(HealthCheck),
         report_multiple_bugs=False,
-        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+        phases=[Phase.explicit, Phase.reuse, Phase.generate] + [Phase.shrink] * shrink,
     )
     @given(st.data())
     def examples(data):

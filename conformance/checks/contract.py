@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from conformance import preflight
 from conformance.case import Case, Trace
-from conformance.checks.base import CheckFailure, Evidence, Target, check, completed, holds, torch_name, within_budget
+from conformance.checks.base import (CheckFailure, Evidence, Target, and_more, check, completed, holds, torch_name,
+                                     within_budget)
 from conformance.runner import guarded_global_state
 
 
@@ -186,9 +187,8 @@ def accepts_valid(target: Target, evidence: Evidence, data) -> None:
         except CheckFailure as failure:
             rejected.append(failure)
     if rejected:
-        others = f" (and {len(rejected) - 1} more: {', '.join(f.probe for f in rejected[1:])})" if len(rejected) > 1 else ""
         first = rejected[0]
-        failure = CheckFailure(f"{first}{others}", first.cases, severity="api")
+        failure = CheckFailure(f"{first}{and_more([f.probe for f in rejected])}", first.cases, severity="api")
         failure.retest = first.retest
         raise failure
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from conformance import budget, golden
-from conformance.checks.base import SEVERITIES, CheckFailure, CheckSkipped, Evidence, Target, check, holds, within_budget
+from conformance.checks.base import (SEVERITIES, CheckFailure, CheckSkipped, Evidence, Target, and_more, check, holds,
+                                     within_budget)
 
 
 @check(
@@ -40,10 +41,20 @@ def golden_traces(target: Target, evidence: Evidence, data) -> None:
         rank = list(SEVERITIES)
         failures.sort(key=lambda f: (rank.index(f[1].severity), -_over(f[1].parity)))
         name, worst = failures[0]
-        others = f" (and {len(failures) - 1} more: {', '.join(n for n, _ in failures[1:])})" if len(failures) > 1 else ""
+        others = and_more([n for n, _ in failures])
         failure = CheckFailure(f"golden {name}: {worst}{others}", worst.cases, worst.parity, severity=worst.severity)
-        failure.retest = (within_budget, (worst.cases[0],))  # ablated Cases get their truth from the oracle
+        failure.retest = (_reproduces, (worst.cases[0], name, others))
         raise failure
+
+
+def _reproduces(target: Target, case, name: str, others: str) -> budget.Parity | None:
+    """`within_budget` for a golden scenario's Case, as the failure names it. (An ablated
+    Case is no golden one: the oracle computes its truth.)"""
+    try:
+        return within_budget(target, case)
+    except CheckFailure as failure:
+        raise CheckFailure(f"golden {name}: {failure}{others}", failure.cases, failure.parity,
+                           severity=failure.severity) from None
 
 
 def _over(parity: budget.Parity | None) -> float:
