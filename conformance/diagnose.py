@@ -17,11 +17,13 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from conformance import budget, oracle, runner
-from conformance.case import Case, Group, Param, Step
+from conformance.cases.case import Case, Group, Param, Step
 from conformance.dtypes import round_to
-from conformance.spec import POINTS, SPECS, Spec
-from conformance.target import Target
+from conformance.run import runner
+from conformance.run.target import Target
+from conformance.spec import BY_NAME, POINTS, Spec
+from conformance.truth import budget, oracle
+from conformance.vocabulary import torch_class_name
 
 #: What each choice is, and whose convention it is.
 CONVENTIONS = {
@@ -109,7 +111,7 @@ class Finding:
 
 def diagnose(target: Target) -> list[Finding]:
     """Findings for every point, state precision, gradient handling, and what none of them explains."""
-    working = SPECS[target.spec]
+    working = BY_NAME[target.spec]
     numeric: dict[str, tuple[Finding, float]] = {}
     for _ in range(2):  # a second pass, with the first pass's findings in place
         for point in POINTS:
@@ -128,10 +130,11 @@ def _probe(target: Target, point: str, working: Spec) -> tuple[Finding, float]:
     The probe runs in float64 where the target claims it, so that rounding cannot blur a
     choice; a target that computes in float32 whatever its parameters' dtype is far from
     every choice there, so the probe is run again in float32 and judged in its eps."""
-    want = getattr(SPECS[target.spec], point)
+    want = getattr(BY_NAME[target.spec], point)
     unclaimed = NEEDS.get(point, set()) - target.claims
     if unclaimed:
-        return Finding(point, None, want, f"not probed: {', '.join(sorted(unclaimed))} not claimed", probed=False), np.nan
+        reason = f"not probed: {', '.join(sorted(unclaimed))} not claimed"
+        return Finding(point, None, want, reason, probed=False), np.nan
     tried = []
     for dtype in ("float64", "float32") if "float64" in target.claims else ("float32",):
         case = _probe_case(target, point, dtype)
@@ -172,7 +175,8 @@ def _residual(distances: dict[str, float]) -> Finding:
 def _distance(trace, variant_trace, case: Case) -> float:
     """How far the target's parameters are from a variant's, in eps at scale."""
     params_only = dataclasses.replace(variant_trace, state=tuple({} for _ in variant_trace.state))
-    error, deviations = budget.distance(dataclasses.replace(trace, state=tuple({} for _ in trace.state)), params_only, case)
+    trace_params = dataclasses.replace(trace, state=tuple({} for _ in trace.state))
+    error, deviations = budget.distance(trace_params, params_only, case)
     return np.inf if deviations else error
 
 
@@ -183,10 +187,10 @@ def _eps(x: float) -> str:
 def _probe_case(target: Target, point: str, dtype: str) -> Case:
     """A Case in `dtype` on which the choices at `point` part ways (see the module docstring)."""
     rs = np.random.RandomState(7)
-    draw = lambda *shape, scale=1.0: round_to(rs.standard_normal(shape) * scale, dtype)  # noqa: E731
+    draw = lambda *shape, scale=1.0: round_to(rs.standard_normal(shape) * scale, dtype)
     params = (Param(draw(6), dtype), Param(draw(3, 4), dtype), Param(draw(5), dtype))
     group = dict(lr=0.01, eps=1e-12)
-    scale = lambda t: 1.0  # noqa: E731
+    scale = lambda t: 1.0
     absent: set[tuple[int, int]] = set()
     groups = None
     if point == "eps":
@@ -205,8 +209,8 @@ def _probe_case(target: Target, point: str, dtype: str) -> Case:
         groups = (Group((0, 1), lr=0.01, eps=1e-12), Group((2,), lr=0.01, eps=1e-12))
         # (step, param): param 1 joins late, group 1 idles at first, param 0 pauses at step 4
         absent = {(1, 1), (2, 1), (1, 2), (2, 2), (3, 2), (4, 0)}
-    steps = tuple(Step(tuple(None if (t, i) in absent else draw(*p.shape, scale=scale(t)) for i, p in enumerate(params)))
-                  for t in range(1, 7))
+    grads = lambda t: tuple(None if (t, i) in absent else draw(*p.shape, scale=scale(t)) for i, p in enumerate(params))
+    steps = tuple(Step(grads(t)) for t in range(1, 7))
     return Case(target.spec, params, groups or (Group((0, 1, 2), **group),), steps)
 
 
@@ -231,14 +235,24 @@ def _state_precision(target: Target) -> Finding:
         return Finding("state_precision", None, "param_dtype", "no exp_avg state to observe", probed=False)
     lower = [(d, s) for d, s in seen if torch.finfo(s).eps > torch.finfo(d).eps]
     wider = [(d, s) for d, s in seen if torch.finfo(s).eps < torch.finfo(d).eps]
-    shown = ", ".join(f"{str(d).removeprefix('torch.')} params -> {str(s).removeprefix('torch.')} state" for d, s in seen)
-    found = "lower" if lower else "float32" if wider and all(s == torch.float32 for _, s in wider) else "wider" if wider else "param_dtype"
+    name = lambda dtype: str(dtype).removeprefix("torch.")
+    shown = ", ".join(f"{name(d)} params -> {name(s)} state" for d, s in seen)
+    if lower:
+        found = "lower"
+    elif wider:
+        found = "float32" if all(s == torch.float32 for _, s in wider) else "wider"
+    else:
+        found = "param_dtype"
     return Finding("state_precision", found, "param_dtype", shown)
 
 
 #: The branches on which a step might write to its gradients: the decay path, AMSGrad, maximize.
-BRANCHES = (("the plain path", {}, ()), ("the weight-decay path", dict(weight_decay=0.1), ("weight_decay",)),
-            ("the AMSGrad path", dict(amsgrad=True), ("amsgrad",)), ("the maximize path", dict(maximize=True), ("maximize",)))
+BRANCHES = (
+    ("the plain path", {}, ()),
+    ("the weight-decay path", dict(weight_decay=0.1), ("weight_decay",)),
+    ("the AMSGrad path", dict(amsgrad=True), ("amsgrad",)),
+    ("the maximize path", dict(maximize=True), ("maximize",)),
+)
 
 
 def _gradient_handling(target: Target) -> Finding:
@@ -256,27 +270,37 @@ def _gradient_handling(target: Target) -> Finding:
         if touched:
             found = "set_to_none" if touched[0].kind == "grad-removed" else "modified"
             return Finding("gradients", found, "untouched", f"on {branch}: {touched[0]}")
-    return Finding("gradients", "untouched", "untouched", "gradients bitwise equal after step(), on every branch probed")
+    return Finding("gradients", "untouched", "untouched",
+                   "gradients bitwise equal after step(), on every branch probed")
+
+
+#: What a target is called, by the weight decay it was found to use.
+FAMILIES = {
+    "coupled": "Adam with coupled L2 weight decay",
+    "decoupled": "AdamW (decoupled weight decay, scaled by lr)",
+    "decoupled_unscaled": "AdamW with decay not scaled by lr",
+    "decoupled_after": "AdamW with decay after the update",
+    "none": "Adam without weight decay",
+}
 
 
 def verdict(target: Target, findings: list[Finding]) -> str:
     """One sentence: what the target implements."""
-    torch_name = f"torch.optim.{'AdamW' if target.spec == 'adamw' else 'Adam'}"
+    reference = torch_class_name(target.spec)
     decay = next(f for f in findings if f.point == "weight_decay")
-    family = {"coupled": "Adam with coupled L2 weight decay", "decoupled": "AdamW (decoupled weight decay, scaled by lr)",
-              "decoupled_unscaled": "AdamW with decay not scaled by lr", "decoupled_after": "AdamW with decay after the update",
-              "none": "Adam without weight decay"}.get(decay.found, "Adam (weight decay not told)")
+    family = FAMILIES.get(decay.found, "Adam (weight decay not told)")
     differs = [f for f in findings if f.differs]
     unknown = [f.point for f in findings if f.found is None and f.probed]
     tail = f"; could not tell: {', '.join(unknown)}" if unknown else ""
     numeric = [f for f in findings if f.point in POINTS and f.probed]
     residual = next((f for f in findings if f.point == "residual"), None)
-    if residual is not None and residual.found == "unexplained" and 2 * sum(f.found is not None for f in numeric) < len(numeric):
+    told = sum(f.found is not None for f in numeric)
+    if residual is not None and residual.found == "unexplained" and 2 * told < len(numeric):
         return (f"{target.impl.name} matches no known Adam variant: it is far from every choice at "
                 f"{len(numeric) - sum(f.found is not None for f in numeric)} of the {len(numeric)} points probed")
     if not differs:
-        return f"{target.impl.name} implements {family}: {torch_name} at every point probed{tail}"
-    return f"{target.impl.name} implements {family}, which differs from {torch_name} in " + "; ".join(
+        return f"{target.impl.name} implements {family}: {reference} at every point probed{tail}"
+    return f"{target.impl.name} implements {family}, which differs from {reference} in " + "; ".join(
         f"{_name(f.point)}: {f.describe()}" for f in differs) + tail
 
 

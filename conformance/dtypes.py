@@ -83,7 +83,8 @@ def ulp(values, dtype: str) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if dtype == "bfloat16":  # float32's spacing, 16 fewer significand bits
         return np.spacing(np.abs(values).astype(np.float32)).astype(np.float64) * 2.0**16
-    return np.spacing(np.abs(values).astype({"float16": np.float16, "float32": np.float32}.get(dtype, np.float64))).astype(np.float64)
+    width = {"float16": np.float16, "float32": np.float32}.get(dtype, np.float64)
+    return np.spacing(np.abs(values).astype(width)).astype(np.float64)
 
 
 def representable(values, dtype: str) -> bool:

@@ -26,43 +26,9 @@ import sys
 from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 
-GROUP = "adam_conformance.implementations"
-SPECS = ("adam", "adamw")
-DEVICES = ("cpu", "cuda")
+from conformance.vocabulary import BEHAVIOURS, DEVICES, FEATURES, KEYWORD_FEATURES, SPECS
 
-#: Features an implementation may claim. The first four are constructor keywords;
-#: the rest are behaviours a signature cannot show, claimed unless disclaimed.
-KEYWORD_FEATURES = ("weight_decay", "decoupled_weight_decay", "amsgrad", "maximize")
-BEHAVIOURS = (
-    "complex",  # complex64/complex128 parameters, treated as view_as_real
-    "tensor_lr",  # lr given as a 1-element tensor
-    "closure",  # step(closure) evaluates the closure and returns its loss
-    "float16",
-    "bfloat16",
-    "float64",
-    "noncontiguous",  # transposed, sliced and channels_last params and grads
-    "param_groups",  # params given as several param-group dicts, and add_param_group
-    "zero_dim",  # 0-d parameters
-    "empty",  # parameters with no elements
-)
-FEATURES = KEYWORD_FEATURES + BEHAVIOURS
-#: Edges of the valid range that torch accepts and a target might reject: each name is
-#: (hyperparameter, value). A target that rejects one fails contract.accepts-valid, and
-#: every other check draws around it.
-EDGES = {
-    "lr=0": ("lr", 0.0),
-    "eps=0": ("eps", 0.0),
-    "beta1=0": ("beta1", 0.0),
-    "beta2=0": ("beta2", 0.0),
-    "weight_decay=1": ("weight_decay", 1.0),
-}
-#: How bad a failed check is, most severe first: wrong parameters outrank a wrong state
-#: tensor (the parameters within budget), which outranks an API difference.
-SEVERITIES = {
-    "parameters": "wrong parameters",
-    "state": "wrong optimizer state (the parameters are within budget)",
-    "api": "an API difference",
-}
+GROUP = "adam_conformance.implementations"
 #: Keywords every target must accept: without them it has no Adam constructor form.
 REQUIRED_KEYWORDS = ("lr", "betas", "eps")
 
@@ -109,6 +75,16 @@ class Implementation:
 
     def describe_how(self) -> str:
         return (self.how or default_how)(self.devices)
+
+    @classmethod
+    def pair(cls, name: str, adam: Callable, adamw: Callable, description: str,
+             adamw_description: str | None = None, **fields) -> tuple[Implementation, Implementation]:
+        """An Adam form `name` and its AdamW form `name-adamw`, which claims no
+        ``decoupled_weight_decay`` keyword (torch.optim.AdamW takes none)."""
+        first = cls(name, adam, description, "adam", **fields)
+        fields["claims"] = first.claims - {"decoupled_weight_decay"}
+        described = adamw_description or f"{description}, with decoupled weight decay (AdamW)"
+        return first, cls(f"{name}-adamw", adamw, described, "adamw", **fields)
 
     @classmethod
     def from_callable(cls, name: str, obj: Callable, **fields) -> Implementation:

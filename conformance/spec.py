@@ -63,4 +63,5 @@ class Spec:
 
 ADAM = Spec("adam", weight_decay="coupled")
 ADAMW = Spec("adamw", weight_decay="decoupled")
-SPECS = {spec.name: spec for spec in (ADAM, ADAMW)}
+#: torch's two variants, by spec name (`vocabulary.SPECS`).
+BY_NAME = {spec.name: spec for spec in (ADAM, ADAMW)}

@@ -1,8 +1,8 @@
 """What every built-in Adam shares: torch.optim.Adam's constructor, lazy state and step loop.
 
-A subclass supplies one method, ``_update``, which applies one Adam step to the
-parameters of one param group that have a gradient. Everything around it follows
-``torch.optim.Adam`` exactly:
+A subclass supplies one method, ``_update(work)``, which applies one Adam step to the
+parameters of one param group that have a gradient, handed over as one `GroupStep`
+record. Everything around it follows ``torch.optim.Adam`` exactly:
 
 * the constructor takes ``lr`` (float or 1-element tensor), ``betas``, ``eps``,
   ``weight_decay``, ``amsgrad``, ``maximize`` and ``decoupled_weight_decay`` and
@@ -25,6 +25,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from conformance.registry import Implementation
+
 
 class Hyper(NamedTuple):
     """One param group's hyperparameters as Python numbers, read at each step."""
@@ -37,6 +39,41 @@ class Hyper(NamedTuple):
     amsgrad: bool
     maximize: bool
     decoupled: bool
+
+    def decay(self) -> tuple[str, float]:
+        """The decay and its factor: ("none", 0), ("coupled", λ) for g += λθ, or
+        ("decoupled", 1 - γλ) for θ *= 1 - γλ."""
+        if self.weight_decay == 0:
+            return "none", 0.0
+        if self.decoupled:
+            return "decoupled", 1 - self.lr * self.weight_decay
+        return "coupled", self.weight_decay
+
+
+class GroupStep(NamedTuple):
+    """One step of one param group: its hyperparameters and, for each of its parameters that
+    has a gradient (complex ones as view_as_real), the tensors to update in place and the
+    parameter's step count, this step counted. ``max_exp_avg_sqs`` is None without AMSGrad."""
+
+    hp: Hyper
+    params: list[Tensor]
+    grads: list[Tensor]
+    exp_avgs: list[Tensor]
+    exp_avg_sqs: list[Tensor]
+    max_exp_avg_sqs: list[Tensor] | None
+    steps: list[int]
+
+    def subset(self, index: list[int]) -> GroupStep:
+        """The same step for the parameters at `index` only."""
+        pick = lambda xs: None if xs is None else [xs[i] for i in index]
+        return GroupStep(self.hp, *(pick(xs) for xs in self[1:]))
+
+    def by_device_dtype(self) -> list[GroupStep]:
+        """The step split by (device, dtype), each part in the parameters' order."""
+        index: dict[tuple, list[int]] = {}
+        for i, p in enumerate(self.params):
+            index.setdefault((p.device, p.dtype), []).append(i)
+        return [self.subset(ix) for ix in index.values()]
 
 
 def validate(lr, betas, eps, weight_decay) -> None:
@@ -62,18 +99,9 @@ def validate(lr, betas, eps, weight_decay) -> None:
 class AdamBase(torch.optim.Optimizer):
     """torch.optim.Adam's interface; subclasses implement `_update`."""
 
-    def __init__(
-        self,
-        params,
-        lr: float | Tensor = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        amsgrad: bool = False,
-        *,
-        maximize: bool = False,
-        decoupled_weight_decay: bool = False,
-    ) -> None:
+    def __init__(self, params, lr: float | Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False) -> None:
         validate(lr, betas, eps, weight_decay)
         defaults = dict(
             lr=lr,
@@ -100,12 +128,9 @@ class AdamBase(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         """Perform one optimization step; return the closure's loss if one is given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = self._evaluate(closure)
         for group in self.param_groups:
-            params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = [], [], [], [], [], []
+            work = GroupStep(hyper(group), [], [], [], [], [] if group["amsgrad"] else None, [])
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -116,24 +141,24 @@ class AdamBase(torch.optim.Optimizer):
                     )
                 state = self._state_for(p, group["amsgrad"])
                 state["step"] += 1
-                params.append(_real(p))
-                grads.append(_real(p.grad))
-                exp_avgs.append(_real(state["exp_avg"]))
-                exp_avg_sqs.append(_real(state["exp_avg_sq"]))
+                work.params.append(_real(p))
+                work.grads.append(_real(p.grad))
+                work.exp_avgs.append(_real(state["exp_avg"]))
+                work.exp_avg_sqs.append(_real(state["exp_avg_sq"]))
                 if group["amsgrad"]:
-                    max_exp_avg_sqs.append(_real(state["max_exp_avg_sq"]))
-                steps.append(int(state["step"].item()))
-            if params:
-                self._update(
-                    hyper(group),
-                    params,
-                    grads,
-                    exp_avgs,
-                    exp_avg_sqs,
-                    max_exp_avg_sqs if group["amsgrad"] else None,
-                    steps,
-                )
+                    work.max_exp_avg_sqs.append(_real(state["max_exp_avg_sq"]))
+                work.steps.append(int(state["step"].item()))
+            if work.params:
+                self._update(work)
         return loss
+
+    @staticmethod
+    def _evaluate(closure) -> Tensor | None:
+        """The closure's loss, evaluated with grad enabled (None without a closure)."""
+        if closure is None:
+            return None
+        with torch.enable_grad():
+            return closure()
 
     def _state_for(self, p: Tensor, amsgrad: bool) -> dict:
         """The state of `p`, created as zeros (in p's layout) on its first step."""
@@ -146,17 +171,8 @@ class AdamBase(torch.optim.Optimizer):
             state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state
 
-    def _update(
-        self,
-        hp: Hyper,
-        params: list[Tensor],
-        grads: list[Tensor],
-        exp_avgs: list[Tensor],
-        exp_avg_sqs: list[Tensor],
-        max_exp_avg_sqs: list[Tensor] | None,
-        steps: list[int],
-    ) -> None:
-        """Apply one Adam step in place. All tensors are real; ``steps`` already counts this one."""
+    def _update(self, work: GroupStep) -> None:
+        """Apply one Adam step in place. All tensors are real; ``work.steps`` counts this one."""
         raise NotImplementedError
 
 
@@ -178,6 +194,11 @@ def _real(t: Tensor) -> Tensor:
     return torch.view_as_real(t) if t.is_complex() else t
 
 
+def forms(name: str, adam_cls: type[AdamBase], description: str, **fields) -> tuple[Implementation, Implementation]:
+    """`adam_cls` and its AdamW form (`adamw`) as the Implementations `name` and `name-adamw`."""
+    return Implementation.pair(name, adam_cls, adamw(adam_cls), description, **fields)
+
+
 def adamw(adam_cls: type[AdamBase]) -> type[AdamBase]:
     """The AdamW form of `adam_cls`: the same class with decoupled weight decay, as in torch.
 
@@ -185,21 +206,11 @@ def adamw(adam_cls: type[AdamBase]) -> type[AdamBase]:
     ``decoupled_weight_decay`` keyword.
     """
 
-    def __init__(
-        self,
-        params,
-        lr: float | Tensor = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 1e-2,
-        amsgrad: bool = False,
-        *,
-        maximize: bool = False,
-    ) -> None:
-        adam_cls.__init__(
-            self, params, lr, betas, eps, weight_decay, amsgrad,
-            maximize=maximize, decoupled_weight_decay=True,
-        )
+    def __init__(self, params, lr: float | Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False) -> None:
+        adam_cls.__init__(self, params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                          decoupled_weight_decay=True)
 
     def __setstate__(self, state):
         adam_cls.__setstate__(self, state)

@@ -23,8 +23,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from conformance.registry import Implementation
-from impls.base import AdamBase, Hyper, adamw, as_1d
+from impls.base import AdamBase, GroupStep, as_1d, forms
 
 #: The most graphs `_adam_tensor_step` can need (see the module docstring).
 MAX_GRAPHS = 96
@@ -86,38 +85,19 @@ def _fall_back(reason: str) -> None:
 class CompiledAdam(AdamBase):
     """torch.optim.Adam whose per-parameter update is a torch.compile'd (inductor) graph."""
 
-    def _update(
-        self,
-        hp: Hyper,
-        params: list[Tensor],
-        grads: list[Tensor],
-        exp_avgs: list[Tensor],
-        exp_avg_sqs: list[Tensor],
-        max_exp_avg_sqs: list[Tensor] | None,
-        steps: list[int],
-    ) -> None:
-        scalar = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731  (0-d, CPU)
-        if hp.weight_decay == 0:
-            decay_mode, decay = "none", scalar(0.0)
-        elif hp.decoupled:
-            decay_mode, decay = "decoupled", scalar(1 - hp.lr * hp.weight_decay)
-        else:
-            decay_mode, decay = "coupled", scalar(hp.weight_decay)
-        shared = (
-            decay,
-            scalar(1 - hp.beta1),
-            scalar(hp.beta2),
-            scalar(1 - hp.beta2),
-            scalar(hp.eps),
-        )
-        for i, param in enumerate(params):
+    def _update(self, work: GroupStep) -> None:
+        hp = work.hp
+        scalar = lambda x: torch.tensor(x, dtype=torch.float64)  # 0-d, CPU
+        decay_mode, decay = hp.decay()
+        shared = (scalar(decay), scalar(1 - hp.beta1), scalar(hp.beta2), scalar(1 - hp.beta2), scalar(hp.eps))
+        for i, param in enumerate(work.params):
             if param.numel() == 0:
                 continue
-            t = steps[i]
-            state = [exp_avgs[i], exp_avg_sqs[i]]
-            if max_exp_avg_sqs is not None:
-                state.append(max_exp_avg_sqs[i])
-            (grad,), (p, m, v, *vmax), finish = as_1d([grads[i]], [param, *state])
+            t = work.steps[i]
+            state = [work.exp_avgs[i], work.exp_avg_sqs[i]]
+            if work.max_exp_avg_sqs is not None:
+                state.append(work.max_exp_avg_sqs[i])
+            (grad,), (p, m, v, *vmax), finish = as_1d([work.grads[i]], [param, *state])
             per_step = (scalar(-hp.lr / (1 - hp.beta1**t)), scalar((1 - hp.beta2**t) ** 0.5))
             args = (p, grad, m, v, vmax[0] if vmax else None, *shared, *per_step, hp.maximize, decay_mode)
             _run(args)
@@ -144,9 +124,6 @@ def _root_cause(e: BaseException) -> str:
     return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
 
 
-CompiledAdamW = adamw(CompiledAdam)
-
-
 def _how(devices) -> str:
     if not torch._dynamo.is_dynamo_supported():
         return "torch.compile unsupported here: runs uncompiled"
@@ -154,18 +131,5 @@ def _how(devices) -> str:
     return f"torch.compile (inductor) on cpu; {cuda}"
 
 
-ADAM = Implementation(
-    name="compiled",
-    factory=CompiledAdam,
-    description="per-parameter step compiled by torch.compile (inductor), no recompiles across steps",
-    spec="adam",
-    how=_how,
-)
-ADAMW = Implementation(
-    name="compiled-adamw",
-    factory=CompiledAdamW,
-    description="compiled with decoupled weight decay (AdamW)",
-    spec="adamw",
-    claims=ADAM.claims - {"decoupled_weight_decay"},
-    how=_how,
-)
+ADAM, ADAMW = forms("compiled", CompiledAdam,
+                    "per-parameter step compiled by torch.compile (inductor), no recompiles across steps", how=_how)

@@ -22,28 +22,18 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor
 
-from conformance.registry import Implementation
-from impls.base import AdamBase, Hyper, adamw
+from impls.base import AdamBase, GroupStep, forms
 
 
 class EagerAdam(AdamBase):
     """torch.optim.Adam as a per-parameter Python loop of in-place tensor ops."""
 
-    def _update(
-        self,
-        hp: Hyper,
-        params: list[Tensor],
-        grads: list[Tensor],
-        exp_avgs: list[Tensor],
-        exp_avg_sqs: list[Tensor],
-        max_exp_avg_sqs: list[Tensor] | None,
-        steps: list[int],
-    ) -> None:
-        for i, param in enumerate(params):
-            grad = -grads[i] if hp.maximize else grads[i]  # a new tensor: p.grad is untouched
-            exp_avg, exp_avg_sq, t = exp_avgs[i], exp_avg_sqs[i], steps[i]
+    def _update(self, work: GroupStep) -> None:
+        hp = work.hp
+        for i, param in enumerate(work.params):
+            grad = -work.grads[i] if hp.maximize else work.grads[i]  # a new tensor: p.grad is untouched
+            exp_avg, exp_avg_sq, t = work.exp_avgs[i], work.exp_avg_sqs[i], work.steps[i]
 
             if hp.weight_decay != 0:
                 if hp.decoupled:
@@ -59,26 +49,13 @@ class EagerAdam(AdamBase):
             step_size = hp.lr / bias_correction1
 
             second_moment = exp_avg_sq
-            if max_exp_avg_sqs is not None:
-                second_moment = max_exp_avg_sqs[i]
+            if work.max_exp_avg_sqs is not None:
+                second_moment = work.max_exp_avg_sqs[i]
                 torch.maximum(second_moment, exp_avg_sq, out=second_moment)
             denom = (second_moment.sqrt() / math.sqrt(bias_correction2)).add_(hp.eps)
 
             param.addcdiv_(exp_avg, denom, value=-step_size)
 
 
-EagerAdamW = adamw(EagerAdam)
-
-ADAM = Implementation(
-    name="eager",
-    factory=EagerAdam,
-    description="per-parameter loop of in-place tensor ops (the seed notebook's loop, completed)",
-    spec="adam",
-)
-ADAMW = Implementation(
-    name="eager-adamw",
-    factory=EagerAdamW,
-    description="eager loop with decoupled weight decay (AdamW)",
-    spec="adamw",
-    claims=ADAM.claims - {"decoupled_weight_decay"},
-)
+ADAM, ADAMW = forms("eager", EagerAdam,
+                    "per-parameter loop of in-place tensor ops (the seed notebook's loop, completed)")

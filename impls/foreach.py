@@ -8,48 +8,31 @@ Per-parameter step counts stay per parameter: the bias corrections are lists.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import torch
-from torch import Tensor
 
-from conformance.registry import Implementation
-from impls.base import AdamBase, Hyper, adamw
+from impls.base import AdamBase, GroupStep, forms
 
 
 class ForeachAdam(AdamBase):
     """torch.optim.Adam with multi-tensor (_foreach) kernels, grouped by device and dtype."""
 
-    def _update(
-        self,
-        hp: Hyper,
-        params: list[Tensor],
-        grads: list[Tensor],
-        exp_avgs: list[Tensor],
-        exp_avg_sqs: list[Tensor],
-        max_exp_avg_sqs: list[Tensor] | None,
-        steps: list[int],
-    ) -> None:
-        by_device_dtype: dict[tuple, list[int]] = defaultdict(list)
-        for i, p in enumerate(params):
-            by_device_dtype[(p.device, p.dtype)].append(i)
-        for index in by_device_dtype.values():
-            lists = [params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps]
-            _foreach_adam(hp, *[None if xs is None else [xs[i] for i in index] for xs in lists])
+    def _update(self, work: GroupStep) -> None:
+        for part in work.by_device_dtype():
+            _foreach_adam(part)
 
 
-def _foreach_adam(hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
+def _foreach_adam(work: GroupStep) -> None:
     """One Adam step over tensors of one device and dtype."""
+    hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = work
     # New lists of new tensors: the caller's gradients are never written.
     grads = torch._foreach_neg(grads) if hp.maximize else list(grads)
-    if hp.weight_decay != 0:
-        if hp.decoupled:
-            # A tensor factor: torch._foreach_mul_ rounds a Python scalar to the tensors'
-            # dtype first on CPU (0.99 becomes 0.98828 in bfloat16); torch.mul_ does not.
-            decay = torch.tensor(1 - hp.lr * hp.weight_decay, dtype=torch.float64, device=params[0].device)
-            torch._foreach_mul_(params, decay)
-        else:
-            grads = torch._foreach_add(grads, params, alpha=hp.weight_decay)
+    mode, factor = hp.decay()
+    if mode == "decoupled":
+        # A tensor factor: torch._foreach_mul_ rounds a Python scalar to the tensors'
+        # dtype first on CPU (0.99 becomes 0.98828 in bfloat16); torch.mul_ does not.
+        torch._foreach_mul_(params, torch.tensor(factor, dtype=torch.float64, device=params[0].device))
+    elif mode == "coupled":
+        grads = torch._foreach_add(grads, params, alpha=factor)
 
     torch._foreach_lerp_(exp_avgs, grads, 1 - hp.beta1)
     torch._foreach_mul_(exp_avg_sqs, hp.beta2)
@@ -66,18 +49,4 @@ def _foreach_adam(hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, ste
     torch._foreach_addcdiv_(params, exp_avgs, denom, step_sizes)
 
 
-ForeachAdamW = adamw(ForeachAdam)
-
-ADAM = Implementation(
-    name="foreach",
-    factory=ForeachAdam,
-    description="multi-tensor torch._foreach_* kernels, grouped by device and dtype",
-    spec="adam",
-)
-ADAMW = Implementation(
-    name="foreach-adamw",
-    factory=ForeachAdamW,
-    description="foreach with decoupled weight decay (AdamW)",
-    spec="adamw",
-    claims=ADAM.claims - {"decoupled_weight_decay"},
-)
+ADAM, ADAMW = forms("foreach", ForeachAdam, "multi-tensor torch._foreach_* kernels, grouped by device and dtype")

@@ -18,8 +18,7 @@ from collections import defaultdict
 import torch
 from torch import Tensor
 
-from conformance.registry import Implementation
-from impls.base import AdamBase, Hyper, adamw, as_1d
+from impls.base import AdamBase, GroupStep, Hyper, as_1d, forms
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -47,47 +46,33 @@ class TritonAdam(AdamBase):
             raise RuntimeError(f"the triton implementation needs Triton ({_IMPORT_ERROR}): pip install triton")
         super().__init__(params, *args, **kwargs)
 
-    def _update(
-        self,
-        hp: Hyper,
-        params: list[Tensor],
-        grads: list[Tensor],
-        exp_avgs: list[Tensor],
-        exp_avg_sqs: list[Tensor],
-        max_exp_avg_sqs: list[Tensor] | None,
-        steps: list[int],
-    ) -> None:
-        by_device_dtype: dict[tuple, list[int]] = defaultdict(list)
-        for i, p in enumerate(params):
-            if p.numel():
-                by_device_dtype[(p.device, p.dtype)].append(i)
-        for (device, dtype), index in by_device_dtype.items():
-            tensors = defaultdict(list)  # name -> 1-D tensors, in `index` order
+    def _update(self, work: GroupStep) -> None:
+        for part in work.by_device_dtype():
+            part = part.subset([i for i, p in enumerate(part.params) if p.numel()])
+            if not part.params:
+                continue
+            tensors = defaultdict(list)  # name -> 1-D tensors, in the parameters' order
             finishers = []
-            for i in index:
-                state = [exp_avgs[i], exp_avg_sqs[i]] + ([max_exp_avg_sqs[i]] if max_exp_avg_sqs else [])
-                (g,), (p, m, v, *vmax), finish = as_1d([grads[i]], [params[i], *state])
+            for i, param in enumerate(part.params):
+                state = [part.exp_avgs[i],
+                         part.exp_avg_sqs[i]] + ([part.max_exp_avg_sqs[i]] if part.max_exp_avg_sqs else [])
+                (g,), (p, m, v, *vmax), finish = as_1d([part.grads[i]], [param, *state])
                 for name, t in zip(("param", "grad", "exp_avg", "exp_avg_sq", "max"), (p, g, m, v, *vmax)):
                     tensors[name].append(t)
                 finishers.append(finish)
-            _launch(hp, tensors, [steps[i] for i in index], device, dtype)
+            _launch(part.hp, tensors, part.steps, part.params[0].device, part.params[0].dtype)
             for finish in finishers:
                 finish()
 
 
 def _launch(hp: Hyper, tensors: dict[str, list[Tensor]], steps: list[int], device, dtype) -> None:
     """One kernel launch over every tensor in `tensors` (all of one device and dtype)."""
-    as_table = lambda xs, dt: torch.tensor(xs, dtype=dt, device=device)  # noqa: E731
+    as_table = lambda xs, dt: torch.tensor(xs, dtype=dt, device=device)
     pointers = {name: as_table([t.data_ptr() for t in ts], torch.int64) for name, ts in tensors.items()}
     numels = [t.numel() for t in tensors["param"]]
     block_tensor = [i for i, n in enumerate(numels) for _ in range(0, n, BLOCK)]
     block_start = [s for n in numels for s in range(0, n, BLOCK)]
-    if hp.weight_decay == 0:
-        decay_mode, decay = triton_kernel.NO_DECAY, 0.0
-    elif hp.decoupled:
-        decay_mode, decay = triton_kernel.DECOUPLED, 1 - hp.lr * hp.weight_decay
-    else:
-        decay_mode, decay = triton_kernel.COUPLED, hp.weight_decay
+    mode, decay = hp.decay()
     triton_kernel.adam_kernel[(len(block_tensor),)](
         pointers["param"],
         pointers["grad"],
@@ -103,7 +88,7 @@ def _launch(hp: Hyper, tensors: dict[str, list[Tensor]], steps: list[int], devic
         DTYPE=_TL_DTYPES[dtype],
         COMPUTE=tl.float64 if dtype == torch.float64 else tl.float32,
         MAXIMIZE=hp.maximize,
-        DECAY=decay_mode,
+        DECAY=triton_kernel.DECAY_MODES[mode],
         AMSGRAD=hp.amsgrad,
         BLOCK=BLOCK,
     )
@@ -114,9 +99,6 @@ _TL_DTYPES = (
     if triton is not None
     else {}
 )
-
-TritonAdamW = adamw(TritonAdam)
-
 
 def _how(devices) -> str:
     if triton is None:
@@ -129,20 +111,6 @@ def _how(devices) -> str:
 
 _DEVICES = ("cpu",) if INTERPRETED else ("cuda",)
 
-ADAM = Implementation(
-    name="triton",
-    factory=TritonAdam,
-    description="fused multi-tensor Triton kernel, one launch per dtype (interpreted on CPU)",
-    spec="adam",
-    devices=_DEVICES,
-    how=_how,
-)
-ADAMW = Implementation(
-    name="triton-adamw",
-    factory=TritonAdamW,
-    description="triton with decoupled weight decay (AdamW)",
-    spec="adamw",
-    claims=ADAM.claims - {"decoupled_weight_decay"},
-    devices=_DEVICES,
-    how=_how,
-)
+ADAM, ADAMW = forms("triton", TritonAdam,
+                    "fused multi-tensor Triton kernel, one launch per dtype (interpreted on CPU)",
+                    devices=_DEVICES, how=_how)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-#: Decay modes, as the kernel's constexpr DECAY.
-NO_DECAY, COUPLED, DECOUPLED = 0, 1, 2
+#: Decay modes (`Hyper.decay`), as the kernel's constexpr DECAY.
+DECAY_MODES = {"none": 0, "coupled": 1, "decoupled": 2}
 
 
 @triton.jit

@@ -21,10 +21,11 @@ import sys
 import time
 import warnings
 
-from conformance import preflight
 from conformance.checks import CATALOGUE, CheckFailure, CheckSkipped, run_check
 from conformance.registry import Implementation
-from conformance.target import PROFILES, Target
+from conformance.run import preflight
+from conformance.run.target import Target
+from conformance.vocabulary import PROFILES
 from tests import mutants
 
 

@@ -13,20 +13,22 @@ import time
 
 import torch
 
-from impls.base import AdamBase, Hyper, adamw, hyper
+from impls.base import AdamBase, GroupStep, Hyper, adamw, hyper
 
 
 class Textbook(AdamBase):
     """torch.optim.Adam's step as overridable pieces (the arithmetic of impls.eager)."""
 
-    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
-        for i, p in enumerate(params):
-            v_max = None if max_exp_avg_sqs is None else max_exp_avg_sqs[i]
-            g = self.direction(hp, grads[i])
+    def _update(self, work: GroupStep):
+        hp = work.hp
+        for i, p in enumerate(work.params):
+            v_max = None if work.max_exp_avg_sqs is None else work.max_exp_avg_sqs[i]
+            g = self.direction(hp, work.grads[i])
             g = self.decay(hp, p, g)
-            self.moments(hp, g, exp_avgs[i], exp_avg_sqs[i])
-            denom = self.denominator(hp, self.second_moment(hp, exp_avg_sqs[i], v_max, steps[i]), steps[i])
-            self.apply(hp, p, exp_avgs[i], denom, steps[i])
+            self.moments(hp, g, work.exp_avgs[i], work.exp_avg_sqs[i])
+            t = work.steps[i]
+            denom = self.denominator(hp, self.second_moment(hp, work.exp_avg_sqs[i], v_max, t), t)
+            self.apply(hp, p, work.exp_avgs[i], denom, t)
             self.after(hp, p)
 
     def direction(self, hp: Hyper, grad):
@@ -207,11 +209,10 @@ class DecayAppliedTwice(Textbook):
 class SkipsAllZeroGradients(Textbook):
     """a parameter whose gradient is all zeros is skipped (a sparse-update shortcut), so it is not decayed."""
 
-    def _update(self, hp, params, grads, *rest):
-        keep = [i for i, g in enumerate(grads) if g.numel() == 0 or bool(g.ne(0).any())]
-        pick = lambda xs: None if xs is None else [xs[i] for i in keep]  # noqa: E731
+    def _update(self, work):
+        keep = [i for i, g in enumerate(work.grads) if g.numel() == 0 or bool(g.ne(0).any())]
         if keep:
-            super()._update(hp, pick(params), pick(grads), *map(pick, rest))
+            super()._update(work.subset(keep))
 
 
 class DecoupledFlagIgnored(Textbook):
@@ -361,10 +362,7 @@ class NoneGradTreatedAsZero(Textbook):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = self._evaluate(closure)
         missing = [p for group in self.param_groups for p in group["params"] if p.grad is None]
         for p in missing:
             p.grad = torch.zeros_like(p)
@@ -403,8 +401,8 @@ class StateInBfloat16(Textbook):
     def _state_for(self, p, amsgrad):
         return _state_in(super()._state_for(p, amsgrad), torch.bfloat16, lambda x: not x.is_complex())
 
-    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
-        _in_dtype_of(params, super()._update, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
+    def _update(self, work):
+        _in_dtype_of(work, super()._update)
 
 
 def _state_in(state: dict, dtype, applies) -> dict:
@@ -415,26 +413,27 @@ def _state_in(state: dict, dtype, applies) -> dict:
     return state
 
 
-def _in_dtype_of(params, update, hp, params_, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
+def _in_dtype_of(work, update):
     """Run `update` on copies of the moments in their parameters' dtypes, and store them back."""
-    wide = lambda xs: None if xs is None else [x.to(p.dtype) for x, p in zip(xs, params)]  # noqa: E731
-    moments = [exp_avgs, exp_avg_sqs, max_exp_avg_sqs]
+    wide = lambda xs: None if xs is None else [x.to(p.dtype) for x, p in zip(xs, work.params)]
+    moments = [work.exp_avgs, work.exp_avg_sqs, work.max_exp_avg_sqs]
     copies = [wide(xs) for xs in moments]
-    update(hp, params_, grads, *copies, steps)
+    update(work._replace(exp_avgs=copies[0], exp_avg_sqs=copies[1], max_exp_avg_sqs=copies[2]))
     for xs, ws in zip(moments, copies):
         for x, w in zip(xs or [], ws or []):
             x.copy_(w)
 
 
 class StoresBiasCorrectedMoments(Textbook):
-    """keeps the bias-corrected moments m̂ and v̂ under torch's state keys (right parameters, a checkpoint unlike torch's)."""
+    """keeps the bias-corrected moments m̂ and v̂ under torch's state keys (right parameters, unlike torch's state)."""
 
-    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
-        for m, v, t in zip(exp_avgs, exp_avg_sqs, steps):  # back to the raw moments of step t-1
+    def _update(self, work):
+        hp = work.hp
+        for m, v, t in zip(work.exp_avgs, work.exp_avg_sqs, work.steps):  # back to the raw moments of step t-1
             m.mul_(1 - hp.beta1 ** (t - 1) if t > 1 else 1.0)
             v.mul_(1 - hp.beta2 ** (t - 1) if t > 1 else 1.0)
-        super()._update(hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
-        for m, v, t in zip(exp_avgs, exp_avg_sqs, steps):
+        super()._update(work)
+        for m, v, t in zip(work.exp_avgs, work.exp_avg_sqs, work.steps):
             m.div_(1 - hp.beta1**t)
             v.div_(1 - hp.beta2**t)
 
@@ -483,11 +482,11 @@ class ZeroGradFillsZeros(Textbook):
 class HyperparametersReadOnce(Textbook):
     """lr read once, at a parameter's first step, so schedulers changing param_groups do nothing."""
 
-    def _update(self, hp, params, grads, *rest):
+    def _update(self, work):
         first = self.__dict__.setdefault("_first_lr", {})
-        for p in params:
-            first.setdefault(p.data_ptr(), hp.lr)
-        super()._update(hp._replace(lr=first[params[0].data_ptr()]), params, grads, *rest)
+        for p in work.params:
+            first.setdefault(p.data_ptr(), work.hp.lr)
+        super()._update(work._replace(hp=work.hp._replace(lr=first[work.params[0].data_ptr()])))
 
 
 class ClosureLossNotReturned(Textbook):
@@ -522,9 +521,9 @@ class SparseGradientDensified(Textbook):
 class ChangesDefaultDtype(Textbook):
     """switches torch's default dtype to float64 for its scalar arithmetic and never switches back."""
 
-    def _update(self, hp, params, *rest):
+    def _update(self, work):
         torch.set_default_dtype(torch.float64)
-        super()._update(hp, params, *rest)
+        super()._update(work)
 
 
 class StochasticRounding(Textbook):
@@ -544,8 +543,8 @@ class StochasticRounding(Textbook):
 class GradReadOneElementOff(Textbook):
     """a vectorised load off by one: element i reads the gradient of element i+1 (the last wraps round)."""
 
-    def _update(self, hp, params, grads, *rest):
-        super()._update(hp, params, [g.flatten().roll(-1).view_as(g) for g in grads], *rest)
+    def _update(self, work):
+        super()._update(work._replace(grads=[g.flatten().roll(-1).view_as(g) for g in work.grads]))
 
 
 class TailNotUpdated(Textbook):
@@ -553,33 +552,33 @@ class TailNotUpdated(Textbook):
 
     BLOCK = 1024
 
-    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
-        lists = [params, grads, exp_avgs, exp_avg_sqs] + ([max_exp_avg_sqs] if max_exp_avg_sqs is not None else [])
-        for i, p in enumerate(params):
+    def _update(self, work):
+        lists = [list(xs) for xs in work[1:6] if xs is not None]
+        for i, p in enumerate(work.params):
             tensors = [xs[i] for xs in lists]
             if p.numel() > self.BLOCK and all(x.is_contiguous() for x in tensors):
                 kept = p.numel() // self.BLOCK * self.BLOCK
                 for xs, x in zip(lists, tensors):
                     xs[i] = x.reshape(-1)[:kept]
-        super()._update(hp, *lists[:4], lists[4] if max_exp_avg_sqs is not None else None, steps)
+        super()._update(GroupStep(work.hp, *lists[:4], lists[4] if len(lists) > 4 else None, work.steps))
 
 
 class SkipsGroupEndingWithEmptyTensor(Textbook):
     """no update for a group whose last tensor is empty (pytorch #100701, TransformerEngine #3207)."""
 
-    def _update(self, hp, params, *rest):
-        if params[-1].numel() == 0:
+    def _update(self, work):
+        if work.params[-1].numel() == 0:
             return
-        super()._update(hp, params, *rest)
+        super()._update(work)
 
 
 class GradReadWithParamStrides(Textbook):
     """the gradient read with the parameter's strides (torch's fused CPU kernel, found here)."""
 
-    def _update(self, hp, params, grads, *rest):
+    def _update(self, work):
         misread = [g.contiguous().as_strided(p.shape, p.stride()) if g.stride() != p.stride() and _dense(p) else g
-                   for p, g in zip(params, grads)]
-        super()._update(hp, params, misread, *rest)
+                   for p, g in zip(work.params, work.grads)]
+        super()._update(work._replace(grads=misread))
 
 
 def _dense(t) -> bool:
@@ -609,12 +608,12 @@ class UndecayedFastPathNoBiasCorrection(Textbook):
 
 
 class TensorLrPathNoBiasCorrection(Textbook):
-    """with lr given as a Tensor, the step size forgets the first moment's bias correction (a tensor-lr path of its own)."""
+    """with lr given as a Tensor, a path of its own forgets the first moment's bias correction."""
 
-    def _update(self, hp, params, *rest):
+    def _update(self, work):
         tensor_lr = {p.data_ptr() for g in self.param_groups if torch.is_tensor(g["lr"]) for p in g["params"]}
-        self._tensor_lr = params[0].data_ptr() in tensor_lr
-        super()._update(hp, params, *rest)
+        self._tensor_lr = work.params[0].data_ptr() in tensor_lr
+        super()._update(work)
 
     def apply(self, hp, p, m, denom, t):
         if self._tensor_lr:
@@ -663,15 +662,15 @@ class ZeroDimPathNoBiasCorrection(Textbook):
 class NonContiguousParamNotUpdated(Textbook):
     """a non-contiguous parameter is updated through a contiguous copy never written back (a real CPU Adam's bug)."""
 
-    def _update(self, hp, params, *rest):
-        super()._update(hp, [p if p.is_contiguous() else p.contiguous() for p in params], *rest)
+    def _update(self, work):
+        super()._update(work._replace(params=[p if p.is_contiguous() else p.contiguous() for p in work.params]))
 
 
 class GroupsShareFirstGroupsHyperparameters(Textbook):
     """every param group stepped with the first group's hyperparameters."""
 
-    def _update(self, hp, *rest):
-        super()._update(hyper(self.param_groups[0]), *rest)
+    def _update(self, work):
+        super()._update(work._replace(hp=hyper(self.param_groups[0])))
 
 
 class LateGroupCountsGlobalSteps(Textbook):
@@ -686,10 +685,9 @@ class LateGroupCountsGlobalSteps(Textbook):
         late = self.__dict__.setdefault("_late", {})
         late.update({p.data_ptr(): getattr(self, "_calls", 0) for p in self.param_groups[-1]["params"]})
 
-    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
+    def _update(self, work):
         late = self.__dict__.get("_late", {})
-        steps = [t + late.get(p.data_ptr(), 0) for p, t in zip(params, steps)]
-        super()._update(hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
+        super()._update(work._replace(steps=[t + late.get(p.data_ptr(), 0) for p, t in zip(work.params, work.steps)]))
 
 
 #: Each branch a target may claim, and the branch-confined mutant that lives on it: all
@@ -733,11 +731,11 @@ class _ComputedIn(Textbook):
 
     DTYPE = None
 
-    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
-        cast = lambda xs: None if xs is None else [x.to(self.DTYPE) for x in xs]  # noqa: E731
-        outs = [params, exp_avgs, exp_avg_sqs, max_exp_avg_sqs]
+    def _update(self, work):
+        cast = lambda xs: None if xs is None else [x.to(self.DTYPE) for x in xs]
+        outs = [work.params, work.exp_avgs, work.exp_avg_sqs, work.max_exp_avg_sqs]
         copies = [cast(xs) for xs in outs]
-        super()._update(hp, copies[0], cast(grads), *copies[1:], steps)
+        super()._update(GroupStep(work.hp, copies[0], cast(work.grads), *copies[1:], work.steps))
         for xs, ys in zip(outs, copies):
             for x, y in zip(xs or [], ys or []):
                 x.copy_(y)
@@ -794,18 +792,15 @@ class RearrangedAlgebra(Textbook):
 class ChunkedLoop(Textbook):
     """updates every tensor in chunks of 7 elements, as a blocked kernel with a tail would."""
 
-    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
-        for i, p in enumerate(params):
-            if not all(x.is_contiguous() for x in (p, grads[i], exp_avgs[i], exp_avg_sqs[i])):
-                super()._update(hp, [p], [grads[i]], [exp_avgs[i]], [exp_avg_sqs[i]],
-                                None if max_exp_avg_sqs is None else [max_exp_avg_sqs[i]], [steps[i]])
+    def _update(self, work):
+        for i, p in enumerate(work.params):
+            one = work.subset([i])
+            if not all(x.is_contiguous() for x in (p, one.grads[0], one.exp_avgs[0], one.exp_avg_sqs[0])):
+                super()._update(one)
                 continue
-            tensors = [p, grads[i], exp_avgs[i], exp_avg_sqs[i]] + ([max_exp_avg_sqs[i]] if max_exp_avg_sqs else [])
-            flat = [x.reshape(-1) for x in tensors]
             for start in range(0, p.numel(), 7):
-                chunk = [x[start:start + 7] for x in flat]
-                super()._update(hp, [chunk[0]], [chunk[1]], [chunk[2]], [chunk[3]],
-                                [chunk[4]] if max_exp_avg_sqs else None, [steps[i]])
+                chunks = [None if xs is None else [xs[0].reshape(-1)[start:start + 7]] for xs in one[1:6]]
+                super()._update(GroupStep(work.hp, *chunks, one.steps))
 
 
 class MomentsByMulAdd(Textbook):
@@ -828,7 +823,8 @@ class Float32StateForLowPrecision(Textbook):
     """keeps float32 moments for float16 and bfloat16 parameters and computes in float32 (more accurate than torch)."""
 
     def _state_for(self, p, amsgrad):
-        return _state_in(super()._state_for(p, amsgrad), torch.float32, lambda x: x.dtype in (torch.float16, torch.bfloat16))
+        low = lambda x: x.dtype in (torch.float16, torch.bfloat16)
+        return _state_in(super()._state_for(p, amsgrad), torch.float32, low)
 
     def load_state_dict(self, state_dict):
         """Keep the saved float32 moments: torch's loader casts state to each parameter's dtype."""
@@ -840,10 +836,10 @@ class Float32StateForLowPrecision(Textbook):
                 if key != "step" and saved.dtype == torch.float32:
                     self.state[p][key] = saved.to(p.device, copy=True)
 
-    def _update(self, hp, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
-        wide = [p.to(m.dtype) for p, m in zip(params, exp_avgs)]
-        super()._update(hp, wide, [g.to(m.dtype) for g, m in zip(grads, exp_avgs)], exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps)
-        for p, w in zip(params, wide):
+    def _update(self, work):
+        wide = [p.to(m.dtype) for p, m in zip(work.params, work.exp_avgs)]
+        super()._update(work._replace(params=wide, grads=[g.to(m.dtype) for g, m in zip(work.grads, work.exp_avgs)]))
+        for p, w in zip(work.params, wide):
             if w is not p:
                 p.copy_(w)
 

@@ -3,7 +3,6 @@ shared/seed/understanding-adam.md): the suite must diagnose it as Adam with coup
 weight decay, whatever the notebook calls it.
 """
 
-# ruff: noqa
 
 import math
 import torch

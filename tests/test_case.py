@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance import golden
-from conformance.case import Case, CaseError, Group, Param, Step, Trace
-from conformance.scenarios import SCENARIOS
+from conformance.cases.case import Case, CaseError, Group, Param, Step, Trace
+from conformance.cases.scenarios import SCENARIOS
+from conformance.truth import golden
 
 SCENARIO_NAMES = sorted(SCENARIOS)
 
@@ -50,8 +50,10 @@ def _case(**changes) -> Case:
 
 INVALID = {
     "unknown spec": (dict(spec="adamax"), "spec 'adamax' is not one of"),
-    "value not in dtype": (dict(params=(Param(np.full((2, 3), 0.1), "float16"), Param(np.zeros(4)))), "exact in float16"),
-    "layout needs 4 dims": (dict(params=(Param(np.ones((2, 3)), layout="channels_last"), Param(np.zeros(4)))), "does not fit shape"),
+    "value not in dtype": (dict(params=(Param(np.full((2, 3), 0.1), "float16"), Param(np.zeros(4)))),
+                           "exact in float16"),
+    "layout needs 4 dims": (dict(params=(Param(np.ones((2, 3)), layout="channels_last"), Param(np.zeros(4)))),
+                            "does not fit shape"),
     "param in no group": (dict(groups=(Group((0,)),)), "exactly one group"),
     "param in two groups": (dict(groups=(Group((0, 1)), Group((1,)))), "exactly one group"),
     "wrong grad shape": (dict(steps=(Step((np.ones(3), None)),)), "not a (2, 3) array"),

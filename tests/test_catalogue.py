@@ -13,19 +13,11 @@ import pytest
 
 from conformance import resolve
 from conformance.checks import CATALOGUE, CheckSkipped, run_check
-from conformance.target import PROFILES, Target
+from conformance.run.target import Target
+from conformance.vocabulary import PROFILES
+from tests.known import BUILTINS
 
 PROFILE = PROFILES[os.environ.get("ADAM_CONFORMANCE_PROFILE", "standard")]
-NAMES = ["eager", "foreach", "compiled", "triton", "torch", "torch-foreach", "torch-fused"]
-BUILTINS = NAMES + [f"{n}-adamw" for n in NAMES]
-
-
-# torch's own paths failing a check, with the evidence; tests/test_torch_deviations.py
-# shows each on its minimal Case. Strict: if torch fixes it, the test says so.
-TORCH_FAILURES = {
-    ("torch-fused", "contract.non-finite"): "torch's fused AMSGrad drops a NaN from max_exp_avg_sq (keeps 0) "
-    "where torch.maximum propagates it",
-}
 
 
 def target(name: str) -> Target:
@@ -37,9 +29,7 @@ def target(name: str) -> Target:
 
 @pytest.mark.parametrize("check_id", sorted(CATALOGUE))
 @pytest.mark.parametrize("name", BUILTINS)
-def test_passes_every_check_it_claims(name, check_id, request):
-    if (name, check_id) in TORCH_FAILURES:
-        request.applymarker(pytest.mark.xfail(reason=TORCH_FAILURES[name, check_id], strict=True))
+def test_passes_every_check_it_claims(name, check_id):
     chk, tgt = CATALOGUE[check_id], target(name)
     if chk.unmet(tgt):
         pytest.skip(f"{name}: {chk.unmet(tgt)}")
@@ -50,7 +40,7 @@ def test_passes_every_check_it_claims(name, check_id, request):
 
 
 def test_every_check_has_a_stable_id_a_statement_and_known_needs():
-    from conformance.registry import EDGES, FEATURES
+    from conformance.vocabulary import EDGES, FEATURES
 
     assert len(CATALOGUE) >= 18
     for check_id, chk in CATALOGUE.items():

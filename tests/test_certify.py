@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from conformance.checks import CATALOGUE
+from conformance.report import certificate
 
 HERE = Path(__file__).resolve().parent
-SCHEMA = json.loads((HERE.parent / "conformance" / "report.schema.json").read_text())
+SCHEMA = json.loads(certificate.SCHEMA_PATH.read_text())
 
 PLANTED = '''
 import torch
@@ -89,7 +90,7 @@ def workdir(tmp_path):
 
 
 def certify(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "conformance.cli", "certify", *args, "--profile", "quick"],
+    return subprocess.run([sys.executable, "-m", "conformance", "certify", *args, "--profile", "quick"],
                           cwd=workdir, capture_output=True, text=True, timeout=timeout,
                           env={**_env(), "HOSTILE_MARKERS": str(workdir)})
 
@@ -242,7 +243,8 @@ def test_torchs_fused_cpu_adam_is_told_to_need_a_gradient_strided_unlike_its_par
 
 
 def test_skip_certifies_everything_but_the_checks_named(workdir):
-    result = certify(workdir, "field:Unvalidated", "--skip", "contract.invalid-hyperparameters", "--json", "report.json")
+    result = certify(workdir, "field:Unvalidated", "--skip", "contract.invalid-hyperparameters",
+                     "--json", "report.json")
     assert result.returncode == 0, result.stdout[-3000:]
     doc = _report(workdir / "report.json")
     assert doc["skipped_on_request"] == ["contract.invalid-hyperparameters"]

@@ -67,7 +67,8 @@ def test_falls_back_with_a_warning_when_the_backend_fails(fresh_compiled, monkey
         compiled, "_compiled_step",
         torch.compile(compiled._adam_tensor_step, backend=broken_backend, dynamic=True, fullgraph=True),
     )
-    with pytest.warns(RuntimeWarning, match="torch.compile failed .*no C\\+\\+ compiler found.*running the step uncompiled"):
+    warned = "torch.compile failed .*no C\\+\\+ compiler found.*running the step uncompiled"
+    with pytest.warns(RuntimeWarning, match=warned):
         got = _train(compiled.CompiledAdam, [(4, 5)], steps=3, maximize=True)
     want = _train(EagerAdam, [(4, 5)], steps=3, maximize=True)
     assert all(torch.allclose(a, b) for a, b in zip(got, want))

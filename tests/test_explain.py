@@ -7,8 +7,9 @@ import pytest
 
 from conformance import resolve
 from conformance.checks import CATALOGUE, CheckFailure, run_check
-from conformance.report import render
-from conformance.target import PROFILES, Target
+from conformance.report.certificate import render
+from conformance.run.target import Target
+from conformance.vocabulary import PROFILES
 from tests import mutants
 from tests.kill_matrix import target_of
 
@@ -61,7 +62,7 @@ def _check(check_id: str, severity: str | None, necessary=None) -> dict:
 
 
 def _doc(checks: list[dict]) -> dict:
-    from conformance.report import _headline
+    from conformance.report.certificate import _headline
 
     failed = sum(c["failure"] is not None for c in checks)
     return dict(checks=checks, headline=_headline(checks), diagnosis=None, skipped_on_request=[],

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from conformance import golden
-from conformance.cli import main
+from conformance.front.cli import main
+from conformance.truth import golden
 
 
 @pytest.fixture

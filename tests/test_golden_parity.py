@@ -6,16 +6,10 @@ import functools
 
 import pytest
 
-from conformance import budget, golden, resolve, runner
-
-IMPLEMENTATIONS = ["eager", "foreach", "compiled", "triton", "torch", "torch-foreach", "torch-fused"]
-
-# torch's own paths where they leave the budget, with the evidence (strict: if torch
-# fixes it, the test says so).
-TORCH_DEVIATIONS = {
-    ("torch-fused", "noncontiguous-layouts"): "torch's fused CPU Adam reads a gradient with its parameter's strides: "
-    "a transposed parameter with a contiguous gradient (or the reverse) is updated with the wrong gradient elements",
-}
+from conformance import resolve
+from conformance.run import runner
+from conformance.truth import budget, golden
+from tests.known import BASE
 
 
 @functools.cache
@@ -26,15 +20,13 @@ def _golden(name: str):
 
 
 @pytest.mark.parametrize("scenario", golden.scenarios())
-@pytest.mark.parametrize("name", IMPLEMENTATIONS)
-def test_reproduces_the_golden_trace_within_budget(name, scenario, request):
+@pytest.mark.parametrize("name", BASE)
+def test_reproduces_the_golden_trace_within_budget(name, scenario):
     case, oracle_trace, references = _golden(scenario)
     impl = resolve(name if case.spec == "adam" else f"{name}-adamw")
     unclaimed = case.features() - impl.claims
     if unclaimed:
         pytest.skip(f"{impl.name} does not claim {', '.join(sorted(unclaimed))}")
-    if (name, scenario) in TORCH_DEVIATIONS:
-        request.applymarker(pytest.mark.xfail(reason=TORCH_DEVIATIONS[name, scenario], strict=True))
     trace = runner.run(impl, case)
     assert trace.error is None, trace.error
     assert not trace.observations, [str(o) for o in trace.observations]

@@ -59,3 +59,12 @@ def test_the_matrix_renders_kills_second_lines_and_false_alarms():
     assert "Careful  FALSE ALARM: parity.golden" in text
     assert kill_matrix.summary({"Lossless": killed}, {"Careful": rejected}, 1.0).startswith(
         "1 of 1 mutants killed; time to kill: median 0.20 s, worst 0.20 s")
+
+
+def test_the_test_map_names_each_checks_witness():
+    """tests/README.md answers, for each check id, where it is proven."""
+    from pathlib import Path
+
+    text = (Path(__file__).with_name("README.md")).read_text()
+    for check_id, place in PLACES.items():
+        assert f"| `{check_id}` | `{place.witness.__name__}` |" in text, check_id

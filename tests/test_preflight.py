@@ -8,9 +8,11 @@ import dataclasses
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from conformance import FEATURES, Implementation, preflight, resolve
+from conformance import FEATURES, Implementation, resolve
 from conformance.checks import CATALOGUE, CheckFailure, run_check
-from conformance.target import PROFILES, Target
+from conformance.run import preflight
+from conformance.run.target import Target
+from conformance.vocabulary import PROFILES
 
 OPTIMIZERS = '''
 import functools

@@ -31,7 +31,33 @@ def test_the_readme_example_optimizer_is_certified(tmp_path):
     source = re.search(r"```python\n(.*?)\n```", section, re.S).group(1)
     command = re.search(r"```sh\n\.venv/bin/adam-conformance (certify [^\n]*)\n```", section).group(1)
     (tmp_path / "my_adam.py").write_text(source)
-    result = subprocess.run([sys.executable, "-m", "conformance.cli", *command.split()],
+    result = subprocess.run([sys.executable, "-m", "conformance", *command.split()],
                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
     assert "CONFORMANT: my_adam:MyAdam behaves like torch.optim.Adam" in result.stdout
+
+
+def test_the_check_table_is_the_catalogue():
+    from conformance.checks import CATALOGUE
+
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `((?:parity|invariant|contract)\.[a-z0-9-]+)` \| (.*?) \| (.*?) \|$", readme, re.M)
+    table = {check_id: statement.replace("&#124;", "|") for check_id, statement, _ in rows}
+    assert table == {check_id: check.statement for check_id, check in CATALOGUE.items()}
+    for check_id, _, needs in rows:
+        claimed = {n.strip().removesuffix(" accepted") for n in needs.split(",")} - {"-"}
+        assert claimed == set(CATALOGUE[check_id].needs), check_id
+
+
+def test_the_layout_block_names_every_module_and_stage():
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("## Layout"):readme.index("impls/ ", readme.index("## Layout"))]
+    package = ROOT / "conformance"
+    stages = {p.name for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    modules = {p.name for p in package.glob("*.py") if not p.name.startswith("__")}
+    for stage in stages:
+        assert f"  {stage}/" in block, stage
+        for module in (package / stage).glob("*.py"):
+            assert module.name.startswith("__") or module.stem in block, f"{stage}/{module.name}"
+    for module in modules:
+        assert f"  {module}" in block, module

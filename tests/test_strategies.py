@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from conformance import strategies
-from conformance.registry import FEATURES
-from conformance.strategies import Plan, covering_plans, pairwise
+from conformance.cases import strategies
+from conformance.cases.strategies import Plan, covering_plans, pairwise
+from conformance.vocabulary import FEATURES
 
 
 @pytest.mark.parametrize("levels, k", [(1, 0), (1, 1), (1, 9), (2, 0), (2, 9), (2, 14), (3, 1), (3, 9), (3, 18)])

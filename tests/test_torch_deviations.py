@@ -6,11 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance import budget, oracle, resolve
-from conformance.case import Case, Group, Param, Step
-from conformance.checks.base import CheckFailure, Evidence, holds
-from conformance.checks.invariants import _decay_on_zero_grad
-from conformance.target import Target
+from conformance import resolve
+from conformance.cases.case import Case, Group, Param, Step
+from conformance.checks.assertions import holds
+from conformance.checks.catalogue import CheckFailure, Evidence
+from conformance.checks.invariant import _decay_on_zero_grad
+from conformance.run.target import Target
+from conformance.truth import budget, oracle
 
 
 def _target(name: str) -> Target:

@@ -31,8 +31,8 @@ def installed(tmp_path_factory) -> Path:
     shutil.copytree(ROOT, source, symlinks=True,
                     ignore=shutil.ignore_patterns(".git", ".venv", ".tox", "build", "dist", "*.egg-info", "__pycache__",
                                                   ".pytest_cache", ".hypothesis"))
-    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(work / "dist"),
-                  str(source)], work)
+    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                  "-w", str(work / "dist"), str(source)], work)
     assert built.returncode == 0, built.stderr
     wheel = next((work / "dist").glob("adam_conformance-*.whl"))
     made = _run([sys.executable, "-m", "venv", str(work / "venv")], work)
@@ -52,9 +52,9 @@ def _statuses(path: Path) -> dict:
 def test_the_installed_wheel_certifies_as_the_checkout_does(installed, tmp_path):
     verified = _run([str(installed / "adam-conformance"), "golden", "verify"], tmp_path)
     assert verified.returncode == 0 and "site-packages" in verified.stdout, verified.stdout + verified.stderr
-    wheel = _run([str(installed / "adam-conformance"), "certify", "eager", "--profile", "quick", "--json", "wheel.json"],
-                 tmp_path)
-    checkout = _run([sys.executable, "-m", "conformance.cli", "certify", "eager", "--profile", "quick", "--json",
+    wheel = _run([str(installed / "adam-conformance"), "certify", "eager", "--profile", "quick",
+                  "--json", "wheel.json"], tmp_path)
+    checkout = _run([sys.executable, "-m", "conformance", "certify", "eager", "--profile", "quick", "--json",
                      "checkout.json"], tmp_path)
     assert wheel.returncode == checkout.returncode == 0, wheel.stdout[-2000:] + wheel.stderr
     assert _statuses(tmp_path / "wheel.json") == _statuses(tmp_path / "checkout.json")

@@ -5,18 +5,19 @@
 
 import difflib
 
-from conformance.checks import contract, invariants, parity  # noqa: F401  (they register their checks)
-from conformance.checks.base import CATALOGUE, Check, CheckFailure, CheckSkipped, Evidence, run_check
-from conformance.target import TargetOptionsError
+from conformance.checks import contract, invariant, parity  # noqa: F401  (they register their checks)
+from conformance.checks.catalogue import CATALOGUE, Check, CheckFailure, CheckSkipped, Evidence
+from conformance.checks.running import run_check
+from conformance.registry import TargetError
 
 __all__ = ["CATALOGUE", "Check", "CheckFailure", "CheckSkipped", "Evidence", "checked_ids", "run_check"]
 
 
 def checked_ids(ids, option: str) -> list[str]:
-    """`ids` if every one is a check id, else TargetOptionsError naming the unknown one."""
+    """`ids` if every one is a check id, else TargetError naming the unknown one."""
     for check_id in ids:
         if check_id not in CATALOGUE:
             close = difflib.get_close_matches(check_id, list(CATALOGUE), n=2)
             hint = f"; did you mean {' or '.join(close)}?" if close else f"; known: {', '.join(sorted(CATALOGUE))}"
-            raise TargetOptionsError(f"{option} {check_id}: no such check{hint}")
+            raise TargetError(f"{option} {check_id}: no such check{hint}")
     return list(ids)

@@ -19,9 +19,9 @@ from collections.abc import Callable
 import numpy as np
 
 from conformance import dtypes
-from conformance.case import Case, CaseError, Param, Step
-from conformance.checks.base import CheckFailure, CheckSkipped, CheckTimeout
-from conformance.target import Target
+from conformance.cases.case import Case, CaseError, Param, Step
+from conformance.checks.catalogue import CheckFailure, CheckSkipped, CheckTimeout
+from conformance.run.target import Target
 
 #: Ablations stop after this long (a failure is reported with what was found by then).
 SECONDS = 30.0
@@ -32,6 +32,11 @@ def _params(case: Case, change: Callable[[Param], Param]) -> Case | None:
     if all(a is b for a, b in zip(params, case.params)):
         return None
     return dataclasses.replace(case, params=params)
+
+
+def _laid_out(p: Param, **layouts) -> Param:
+    """`p` with the given layouts (itself if it has them already)."""
+    return p if all(getattr(p, k) == v for k, v in layouts.items()) else dataclasses.replace(p, **layouts)
 
 
 def _groups(case: Case, **values) -> Case | None:
@@ -65,7 +70,8 @@ def _retyped(case: Case, kinds: tuple[str, ...], to: Callable[[str], str]) -> Ca
 
     params = list(case.params)
     for i in changed:
-        params[i] = dataclasses.replace(params[i], init=retype(params[i].init, to(params[i].dtype)), dtype=to(params[i].dtype))
+        dtype = to(params[i].dtype)
+        params[i] = dataclasses.replace(params[i], init=retype(params[i].init, dtype), dtype=dtype)
     steps = tuple(dataclasses.replace(s, grads=tuple(g if g is None or i not in changed else retype(g, params[i].dtype)
                                                      for i, g in enumerate(s.grads))) for s in case.steps)
     return dataclasses.replace(case, params=tuple(params), steps=steps)
@@ -93,7 +99,12 @@ def _reshaped(case: Case, which: Callable[[Param], bool]) -> Case | None:
     if not changed:
         return None
     rs = np.random.RandomState(0)
-    fresh = lambda p: dtypes.round_to(rs.standard_normal(1) + (1j * rs.standard_normal(1) if dtypes.is_complex(p.dtype) else 0), p.dtype)  # noqa: E731
+    def fresh(p: Param) -> np.ndarray:
+        value = rs.standard_normal(1)
+        if dtypes.is_complex(p.dtype):
+            value = dtypes.complex_from(value, rs.standard_normal(1))
+        return dtypes.round_to(value, p.dtype)
+
     params = list(case.params)
     for i in changed:
         params[i] = Param(fresh(params[i]), params[i].dtype)
@@ -159,11 +170,9 @@ class Ablation:
 
 ABLATIONS = (
     Ablation("a gradient whose strides differ from its parameter's",
-             lambda c: _params(c, lambda p: p if p.grad_layout == p.layout else dataclasses.replace(p, grad_layout=p.layout))),
-    Ablation("a non-contiguous parameter",
-             lambda c: _params(c, lambda p: p if p.layout == "contiguous" else dataclasses.replace(p, layout="contiguous"))),
-    Ablation("a non-contiguous gradient",
-             lambda c: _params(c, lambda p: p if p.grad_layout == "contiguous" else dataclasses.replace(p, grad_layout="contiguous"))),
+             lambda c: _params(c, lambda p: _laid_out(p, grad_layout=p.layout))),
+    Ablation("a non-contiguous parameter", lambda c: _params(c, lambda p: _laid_out(p, layout="contiguous"))),
+    Ablation("a non-contiguous gradient", lambda c: _params(c, lambda p: _laid_out(p, grad_layout="contiguous"))),
     Ablation("a float16 or bfloat16 parameter", lambda c: _retyped(c, ("float16", "bfloat16"), lambda d: "float32")),
     Ablation("a float64 parameter", lambda c: _retyped(c, ("float64", "complex128"),
                                                         lambda d: "float32" if d == "float64" else "complex64")),

@@ -9,11 +9,13 @@ import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from conformance import preflight
-from conformance.case import Case, Trace
-from conformance.checks.base import (CheckFailure, Evidence, Target, and_more, check, completed, holds, torch_name,
-                                     within_budget)
-from conformance.runner import guarded_global_state
+from conformance.cases.case import Case, Trace
+from conformance.checks.assertions import and_more, completed, holds, within_budget
+from conformance.checks.catalogue import CheckFailure, Evidence, check
+from conformance.run import preflight
+from conformance.run.runner import guarded_global_state
+from conformance.run.target import Target
+from conformance.vocabulary import torch_class_name
 
 
 def _observed(target: Target, case: Case, kinds: tuple[str, ...], statement: str) -> None:
@@ -69,8 +71,8 @@ def _untouched_without_grad(target: Target, case: Case) -> None:
                 changed = [k for k in now if k in before and not _identical(now[k], before[k])]
                 changed += [k for k in now if k not in before and k != "param" and np.any(now[k] != 0)]
                 if changed:
-                    raise CheckFailure(f"param {i} had no grad at step {t}, yet its {', '.join(changed)} changed", [case],
-                                       severity="parameters" if "param" in changed else "state")
+                    raise CheckFailure(f"param {i} had no grad at step {t}, yet its {', '.join(changed)} changed",
+                                       [case], severity="parameters" if "param" in changed else "state")
             before = now
 
 
@@ -154,7 +156,8 @@ def sparse_gradients(target: Target, evidence: Evidence, data) -> None:
 
 def _sparse_rejected(target: Target, n: int) -> None:
     param = torch.zeros(n, requires_grad=True, device=target.device)
-    param.grad = torch.sparse_coo_tensor(torch.tensor([[0, n - 1]]), torch.tensor([1.0, -1.0]), (n,), device=target.device)
+    param.grad = torch.sparse_coo_tensor(torch.tensor([[0, n - 1]]), torch.tensor([1.0, -1.0]), (n,),
+                                         device=target.device)
     try:
         with guarded_global_state([], step=1):
             target.impl.factory([param], lr=1e-3, betas=(0.9, 0.999), eps=1e-8).step()
@@ -196,8 +199,8 @@ def accepts_valid(target: Target, evidence: Evidence, data) -> None:
 def _accepted(target: Target, probe: preflight.Probe) -> None:
     error = preflight.rejection(target, probe)
     if error is not None:
-        failure = CheckFailure(f"{target.impl.name} rejects {probe.what}, which {torch_name(target.spec)} accepts: "
-                               f"{error}", [probe.build(target.spec)], severity="api")
+        failure = CheckFailure(f"{target.impl.name} rejects {probe.what}, which {torch_class_name(target.spec)} "
+                               f"accepts: {error}", [probe.build(target.spec)], severity="api")
         failure.probe = probe.name
         raise failure
 
@@ -211,7 +214,8 @@ def _assert_identical(a: Trace, b: Trace, what: str, cases) -> None:
         if trace.error:
             raise CheckFailure(f"{what}: a run raised: {trace.error}", cases, severity="api")
     for i, (pa, pb) in enumerate(zip(a.params, b.params)):
-        pairs = [("param", pa, pb)] + [(k, a.state[i].get(k), b.state[i].get(k)) for k in sorted(set(a.state[i]) | set(b.state[i]))]
+        keys = sorted(set(a.state[i]) | set(b.state[i]))
+        pairs = [("param", pa, pb)] + [(k, a.state[i].get(k), b.state[i].get(k)) for k in keys]
         for key, x, y in pairs:
             if x is None or y is None or not _identical(x, y):
                 step = "" if x is None or y is None else f" after step {a.steps[np.argwhere(~_equal_rows(x, y))[0][0]]}"

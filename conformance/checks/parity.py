@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from conformance import budget, golden
-from conformance.checks.base import (SEVERITIES, CheckFailure, CheckSkipped, Evidence, Target, and_more, check, holds,
-                                     within_budget)
+from conformance.checks.assertions import and_more, holds, within_budget
+from conformance.checks.catalogue import CheckFailure, CheckSkipped, Evidence, check
+from conformance.run.target import Target
+from conformance.truth import budget, golden
+from conformance.vocabulary import SEVERITIES
 
 
 @check(
@@ -35,7 +37,8 @@ def golden_traces(target: Target, evidence: Evidence, data) -> None:
         except CheckFailure as failure:
             failures.append((name, failure))
     if not ran:
-        raise CheckSkipped(f"no golden scenario fits spec {target.spec}, the claims and the {target.profile.name} profile")
+        raise CheckSkipped(f"no golden scenario fits spec {target.spec}, the claims and the {target.profile.name} "
+                           "profile")
     if failures:
         # The most severe first (a wrong parameter before a wrong state tensor), then the farthest over budget.
         rank = list(SEVERITIES)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from conformance.case import Case, Param, Step, Trace
+from conformance.cases.case import Case, Param, Step, Trace
 from conformance.dtypes import complex_from
 
 Back = Callable[[Trace], Trace]
@@ -32,9 +32,10 @@ def permute_elements(case: Case, seed: int) -> tuple[Case, Back]:
     """Shuffle the elements of every parameter (and its gradients) the same way each step."""
     rs = np.random.RandomState(seed)
     perms = [rs.permutation(p.init.size) for p in case.params]
-    shuffle = lambda a, i: a.reshape(-1)[perms[i]].reshape(a.shape)  # noqa: E731
+    shuffle = lambda a, i: a.reshape(-1)[perms[i]].reshape(a.shape)
     params = tuple(dataclasses.replace(p, init=shuffle(p.init, i)) for i, p in enumerate(case.params))
-    new = _with_steps(case, lambda s: tuple(None if g is None else shuffle(g, i) for i, g in enumerate(s.grads)), params=params)
+    new = _with_steps(case, lambda s: tuple(None if g is None else shuffle(g, i) for i, g in enumerate(s.grads)),
+                      params=params)
 
     def back(trace: Trace) -> Trace:
         def unshuffle(i, key, a):
@@ -72,11 +73,11 @@ def split_param(case: Case, i: int, at: int) -> tuple[Case, Back]:
         return flat[:at].copy(), flat[at:].copy()
 
     params = case.params[:i] + tuple(Param(half, p.dtype) for half in cut(p.init)) + case.params[i + 1:]
-    renumber = lambda k: k + 1 if k > i else k  # noqa: E731
-    groups = tuple(dataclasses.replace(g, params=tuple(sorted({renumber(k) for k in g.params} | ({i + 1} if i in g.params else set()))))
-                   for g in case.groups)
-    new = _with_steps(case, lambda s: s.grads[:i] + ((None, None) if s.grads[i] is None else cut(s.grads[i])) + s.grads[i + 1:],
-                      params=params, groups=groups)
+    renumber = lambda k: k + 1 if k > i else k
+    members = lambda g: {renumber(k) for k in g.params} | ({i + 1} if i in g.params else set())
+    groups = tuple(dataclasses.replace(g, params=tuple(sorted(members(g)))) for g in case.groups)
+    halves = lambda g: (None, None) if g is None else cut(g)
+    new = _with_steps(case, lambda s: s.grads[:i] + halves(s.grads[i]) + s.grads[i + 1:], params=params, groups=groups)
 
     def join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.concatenate([a.reshape(len(a), -1), b.reshape(len(b), -1)], axis=1).reshape(len(a), *p.shape)
@@ -84,7 +85,8 @@ def split_param(case: Case, i: int, at: int) -> tuple[Case, Back]:
     def back(trace: Trace) -> Trace:
         first, second = trace.state[i], trace.state[i + 1]
         state = {k: first[k] if k == "step" else join(first[k], second[k]) for k in first if k in second}
-        return dataclasses.replace(trace, params=trace.params[:i] + (join(trace.params[i], trace.params[i + 1]),) + trace.params[i + 2:],
+        joined = join(trace.params[i], trace.params[i + 1])
+        return dataclasses.replace(trace, params=trace.params[:i] + (joined,) + trace.params[i + 2:],
                                    state=trace.state[:i] + (state,) + trace.state[i + 2:])
 
     return new, back
@@ -97,7 +99,8 @@ def regroup(case: Case) -> tuple[Case, Back]:
         for i in g.params:
             home.setdefault(j, []).append(len(groups))
             groups.append(dataclasses.replace(g, params=(i,)))
-    steps = tuple(dataclasses.replace(s, set=tuple((k, key, v) for j, key, v in s.set for k in home[j])) for s in case.steps)
+    steps = tuple(dataclasses.replace(s, set=tuple((k, key, v) for j, key, v in s.set for k in home[j]))
+                  for s in case.steps)
     new = dataclasses.replace(case, groups=tuple(groups), steps=steps)
     return new, lambda trace: trace
 
@@ -107,8 +110,8 @@ def negate_for_maximize(case: Case) -> tuple[Case, Back]:
     groups = tuple(dataclasses.replace(g, maximize=not g.maximize) for g in case.groups)
     steps = tuple(dataclasses.replace(s, set=tuple((j, k, (not v) if k == "maximize" else v) for j, k, v in s.set))
                   for s in case.steps)
-    new = _with_steps(dataclasses.replace(case, steps=steps), lambda s: tuple(None if g is None else -g for g in s.grads),
-                      groups=groups)
+    negated = lambda s: tuple(None if g is None else -g for g in s.grads)
+    new = _with_steps(dataclasses.replace(case, steps=steps), negated, groups=groups)
     return new, lambda trace: trace
 
 

@@ -18,11 +18,11 @@ import threading
 import numpy as np
 import pytest
 
-from conformance import report
-from conformance.case import Case, Group, Param, Step
+from conformance.cases.case import Case, Group, Param, Step
 from conformance.checks import CATALOGUE, CheckFailure, CheckSkipped, run_check
-from conformance.checks.base import CheckTimeout
-from conformance.plugin import TARGET, database_dir
+from conformance.checks.catalogue import CheckTimeout
+from conformance.front.plugin import TARGET, database_dir
+from conformance.report import records
 
 #: How a check skipped on request reads in every report.
 ON_REQUEST = "skipped on request (--skip)"
@@ -53,7 +53,7 @@ def test_check(check_id: str, request: pytest.FixtureRequest, record_property) -
     except CheckSkipped as e:
         pytest.skip(str(e))
     except CheckFailure as failure:
-        record_property("adam_failure", report.failure_record(failure))
+        record_property("adam_failure", records.failure_record(failure))
         raise
     except CheckTimeout as e:
         record_property("adam_error", str(e))
@@ -61,7 +61,7 @@ def test_check(check_id: str, request: pytest.FixtureRequest, record_property) -
     except Exception as e:  # the target broke the machinery itself: an error, not a verdict
         record_property("adam_error", f"{type(e).__name__}: {e}")
         raise
-    record_property("adam_evidence", report.evidence_record(evidence))
+    record_property("adam_evidence", records.evidence_record(evidence))
 
 
 @contextlib.contextmanager

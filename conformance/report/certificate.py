@@ -1,65 +1,15 @@
-"""What a run found, as JSON-able records: check evidence, failures, their minimal Cases.
-
-Records travel from pytest (xdist workers included) to reports as JSON strings in a
-test's ``user_properties``.
-"""
+"""The certificate: a certification run's JSON document (`document`, its schema in
+``report.schema.json``) and the report a person reads (`render`), led by the most severe
+finding and ending with the verdict."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
+from pathlib import Path
 
-import numpy as np
+from conformance.vocabulary import FEATURES, SEVERITIES, torch_class_name
 
-from conformance.budget import Parity
-from conformance.case import Case
-from conformance.dtypes import components
-from conformance.registry import SEVERITIES
-
-
-def parity_record(p: Parity | None) -> dict | None:
-    if p is None:
-        return None
-    record = dataclasses.asdict(p)
-    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in record.items()}
-
-
-def case_document(case: Case) -> dict:
-    """A Case as plain JSON: its metadata, and its arrays as nested lists (complex as
-    a trailing (re, im) axis, NaN and infinities as strings)."""
-    meta, arrays = case.to_json()
-    return dict(meta=meta, arrays={k: _listed(components(a)) for k, a in arrays.items()}, description=case.describe())
-
-
-def _listed(a: np.ndarray):
-    """Nested lists; strict JSON has no NaN or infinities, so they become "nan", "inf", "-inf"
-    (which float() reads back)."""
-    if a.dtype.kind != "f" or np.all(np.isfinite(a)):
-        return a.tolist()
-    named = np.vectorize(lambda x: x if np.isfinite(x) else str(float(x)), otypes=[object])
-    return named(a).tolist()
-
-
-def evidence_record(evidence) -> str:
-    deviation = evidence.torch_deviation
-    return json.dumps(dict(
-        examples=evidence.examples,
-        parity=parity_record(evidence.parity),
-        torch_deviation=None if deviation is None else dict(
-            message=str(deviation), cases=[c.describe() for c in deviation.cases]),
-    ))
-
-
-def failure_record(failure) -> str:
-    return json.dumps(dict(
-        message=str(failure),
-        parity=parity_record(failure.parity),
-        cases=[case_document(c) for c in failure.cases],
-        repro=failure.repro,
-        severity=failure.severity,
-        necessary=failure.necessary,
-    ))
-
+#: The JSON Schema every report validates against.
+SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 
 SCHEMA = "adam-conformance-report"
 VERSION = 1
@@ -73,8 +23,7 @@ def document(target, header: list[str], seed: int, results, duration: float, dia
     from datetime import datetime, timezone
     from importlib.metadata import version
 
-    from conformance.registry import FEATURES
-    from conformance.target import environment
+    from conformance.report.environment import environment
 
     counts = {status: sum(r.status == status for r in results) for status in ("passed", "failed", "skipped", "error")}
     conformant = counts["failed"] == counts["error"] == 0 and counts["passed"] > 0
@@ -110,8 +59,9 @@ LEADS = ("parity.trajectory", "parity.", "invariant.", "contract.")
 def _by_severity(checks: list[dict]) -> list[dict]:
     """The failed checks, the most severe first (then as `LEADS` says, then in id order)."""
     rank = list(SEVERITIES)
-    lead = lambda check_id: next(k for k, prefix in enumerate(LEADS) if check_id.startswith(prefix))  # noqa: E731
-    return sorted((c for c in checks if c["failure"]), key=lambda c: (rank.index(c["failure"]["severity"]), lead(c["id"])))
+    lead = lambda check_id: next(k for k, prefix in enumerate(LEADS) if check_id.startswith(prefix))
+    failed = [c for c in checks if c["failure"]]
+    return sorted(failed, key=lambda c: (rank.index(c["failure"]["severity"]), lead(c["id"])))
 
 
 def _headline(checks: list[dict]) -> dict | None:
@@ -186,14 +136,14 @@ def verdict_line(doc: dict) -> str:
     """The last line of a report."""
     s, t = doc["summary"], doc["target"]
     counts = ", ".join(f"{n} {k}" for k, n in s.items() if n)
-    torch_name = "AdamW" if t["spec"] == "adamw" else "Adam"
+    reference = torch_class_name(t["spec"])
     skipped = doc.get("skipped_on_request") or []
     if doc["verdict"] != "conformant":
-        return f"NOT CONFORMANT: {t['name']} is not torch.optim.{torch_name} ({counts})"
+        return f"NOT CONFORMANT: {t['name']} is not {reference} ({counts})"
     if skipped:
-        return (f"CONFORMANT except skipped: {', '.join(skipped)}: {t['name']} behaves like torch.optim.{torch_name} "
+        return (f"CONFORMANT except skipped: {', '.join(skipped)}: {t['name']} behaves like {reference} "
                 f"on every other check it claims ({counts})")
-    return f"CONFORMANT: {t['name']} behaves like torch.optim.{torch_name} on every check it claims ({counts})"
+    return f"CONFORMANT: {t['name']} behaves like {reference} on every check it claims ({counts})"
 
 
 def _needs(necessary: list[str]) -> str:
@@ -214,6 +164,6 @@ def _common_need(checks: list[dict]) -> str:
 
 
 def _figures(parity: dict) -> str:
-    fmt = lambda x: "inf" if x is None else f"{x:.3g}"  # noqa: E731
+    fmt = lambda x: "inf" if x is None else f"{x:.3g}"
     return (f"{fmt(parity['error'])} eps vs budget {fmt(parity['budget'])} eps "
             f"(torch {fmt(parity['torch_error'])} eps) at {parity['where']}")

@@ -5,8 +5,9 @@ runs them, never a second copy: a `Collector` plugin gathers each check's result
 the controller and prints progress. pytest runs isolated from the current directory's
 configuration (its own rootdir and ini file, no cache), so nothing of the user's files
 is touched but the reports asked for; reproducers go to --repro-dir, or to a fresh
-temporary directory. A target that fails is diagnosed (`conformance.diagnose`, in a
-process of its own) so the report can name the known variant it implements.
+temporary directory. The preflight runs first and a target that fails is diagnosed
+(`conformance.diagnose`), each in a process of its own (`front.isolation`), so the report
+says what the target rejects and names the known variant it implements.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import contextlib
 import dataclasses
 import io
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,10 +23,16 @@ from pathlib import Path
 
 import pytest
 
-from conformance import golden, preflight, report, reproducer
 from conformance.checks import CATALOGUE, checked_ids
-from conformance.plugin import SUITE
-from conformance.target import Target, TargetOptionsError, build_target, describe_environment
+from conformance.front import isolation
+from conformance.front.options import build_target, writable, writable_dir
+from conformance.front.plugin import SUITE
+from conformance.registry import TargetError
+from conformance.report import certificate, reproducer
+from conformance.report.environment import describe_environment
+from conformance.run.preflight import Preflight
+from conformance.run.target import Target
+from conformance.truth import golden
 
 
 @dataclasses.dataclass
@@ -126,14 +131,14 @@ def certify(args: Options) -> int:
     writable(args.junit, "--junit")
     repro_dir = Path(args.repro_dir).resolve() if args.repro_dir else None
     if repro_dir:
-        _writable_dir(repro_dir)
+        writable_dir(repro_dir)
     try:
         golden.intact()
     except golden.GoldenError as e:
-        raise TargetOptionsError(str(e)) from None
+        raise TargetError(str(e)) from None
     out = sys.stdout
     started = time.time()
-    found = preflight.run_isolated(args.target, target, args.without)
+    found = isolation.preflight(args.target, target, args.without)
     target = found.apply(target)
     header = describe_environment(target, args.seed, found, args.skip)
     out.write("adam-conformance certify\n" + "".join(f"  {line}\n" for line in header) + "\n")
@@ -142,9 +147,13 @@ def certify(args: Options) -> int:
     for result in results:
         if result.failure:
             result.reproducer = str(reproducer.write(repro_dir, args.target, target, result))
-    diagnosis = None if all(r.status in ("passed", "skipped") for r in results) else _diagnose(args, target, found, out)
-    doc = report.document(target, header, args.seed, results, time.time() - started, diagnosis, found, args.skip)
-    out.write("\n" + report.render(doc) + "\n")
+    diagnosis = None
+    if any(r.status in ("failed", "error") for r in results):
+        limit = args.check_timeout or found.check_timeout(target.profile)
+        diagnosis = isolation.diagnosis(args.target, target, (*args.without, *(n.feature for n in found.dropped)),
+                                        limit, out)
+    doc = certificate.document(target, header, args.seed, results, time.time() - started, diagnosis, found, args.skip)
+    out.write("\n" + certificate.render(doc) + "\n")
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
         out.write(f"JSON report: {args.json}\n")
@@ -153,7 +162,7 @@ def certify(args: Options) -> int:
     return 0 if doc["verdict"] == "conformant" else 1
 
 
-def run(target: Target, args: Options, found: preflight.Preflight, out) -> list[CheckResult]:
+def run(target: Target, args: Options, found: Preflight, out) -> list[CheckResult]:
     """The catalogue through pytest, isolated; results in catalogue order."""
     collector = Collector(out, sorted(CATALOGUE))
     with tempfile.TemporaryDirectory(prefix="adam-conformance-") as scratch:
@@ -172,80 +181,9 @@ def run(target: Target, args: Options, found: preflight.Preflight, out) -> list[
         argv += ["--junitxml", str(Path(args.junit).resolve())] if args.junit else []
         argv += ["--adam-check-timeout", str(args.check_timeout)] if args.check_timeout else []
         pytest_output = io.StringIO()
-        with contextlib.redirect_stdout(pytest_output), _environment(scratch):
+        with contextlib.redirect_stdout(pytest_output), isolation.workers_environment(scratch):
             code = pytest.main(argv, plugins=[collector])
     if code not in (0, 1):  # pytest itself could not run (not a verdict)
         tail = "\n".join(pytest_output.getvalue().strip().splitlines()[-15:])
         raise RuntimeError(f"pytest could not run the checks (exit code {code}):\n{tail}")
     return list(collector.results.values())
-
-
-#: The least time the diagnosis gets, whatever --check-timeout says: it starts a process
-#: (torch's import alone takes seconds) and runs a dozen probes.
-DIAGNOSIS_TIMEOUT = 30.0
-
-
-def _diagnose(args: Options, target: Target, found: preflight.Preflight, out) -> dict | None:
-    """`adam-conformance diagnose` of a target that failed, in a process of its own under the
-    check time limit (the target may hang or crash); its findings, or None if it could not run."""
-    out.write("\ndiagnosing which known variant it implements...\n")
-    out.flush()
-    timeout = max(args.check_timeout or found.check_timeout(target.profile), DIAGNOSIS_TIMEOUT)
-    with tempfile.TemporaryDirectory(prefix="adam-conformance-") as scratch, _environment(scratch):
-        path = Path(scratch) / "diagnosis.json"
-        argv = [sys.executable, "-m", "conformance.cli", "diagnose", args.target, "--spec", target.spec,
-                "--device", target.device, "--json", str(path)]
-        argv += [a for feature in (*args.without, *(n.feature for n in found.dropped)) for a in ("--without", feature)]
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            out.write(f"  no diagnosis: it ran past the {timeout:g} s limit\n")
-            return None
-        if done.returncode != 0 or not path.exists():
-            out.write(f"  no diagnosis: {_last_words(done.stderr)}\n")
-            return None
-        return json.loads(path.read_text())
-
-
-def _last_words(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    return lines[-1].strip() if lines else "the diagnosis stopped without a word"
-
-
-@contextlib.contextmanager
-def _environment(scratch: str):
-    """Workers inherit: the caller's directory importable (module:attr targets beside it),
-    hypothesis's own files in `scratch`, not in the caller's directory."""
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "HYPOTHESIS_STORAGE_DIRECTORY")}
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), saved["PYTHONPATH"]]))
-    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(Path(scratch) / "hypothesis")
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def writable(path: str | None, option: str) -> None:
-    """A report path an option names can be written, or TargetOptionsError (one line)."""
-    if path is None:
-        return
-    parent = Path(path).resolve().parent
-    if Path(path).is_dir():
-        raise TargetOptionsError(f"{option} {path}: is a directory; give a file path")
-    if not parent.is_dir():
-        raise TargetOptionsError(f"{option} {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
-        raise TargetOptionsError(f"{option} {path}: not writable")
-
-
-def _writable_dir(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TargetOptionsError(f"--repro-dir {path}: cannot create it ({e.strerror})") from None
-    if not os.access(path, os.W_OK):
-        raise TargetOptionsError(f"--repro-dir {path}: not writable")

@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformance.case import Case, Trace
+from conformance.cases.case import Case, Trace
 from conformance.dtypes import complex_from, components
-from conformance.spec import SPECS, Spec
+from conformance.spec import BY_NAME, Spec
 
 X = np.longdouble
 
@@ -49,13 +49,14 @@ def run(case: Case, spec: Spec | None = None) -> Trace:
 
     Another Spec computes a known variant (see conformance.spec.POINTS) instead.
     """
-    spec = spec or SPECS[case.spec]
+    spec = spec or BY_NAME[case.spec]
     theta = [_real_view(p.init) for p in case.params]
     m = [np.zeros_like(x) for x in theta]
     v = [np.zeros_like(x) for x in theta]
     v_max = [np.zeros_like(x) for x in theta]
     count = [0] * len(theta)
-    hyper = [dict(lr=g.lr, betas=g.betas, eps=g.eps, weight_decay=g.weight_decay, maximize=g.maximize) for g in case.groups]
+    hyper = [dict(lr=g.lr, betas=g.betas, eps=g.eps, weight_decay=g.weight_decay, maximize=g.maximize)
+             for g in case.groups]
     record = set(case.recorded)
     steps, snapshots, losses = [], [], []
     group_steps, calls = [0] * len(case.groups), 0
@@ -87,7 +88,8 @@ def run(case: Case, spec: Spec | None = None) -> Trace:
                     )
             if t in record:
                 steps.append(t)
-                snapshots.append([(x.copy(), a.copy(), b.copy(), c.copy(), count[i]) for i, (x, a, b, c) in enumerate(zip(theta, m, v, v_max))])
+                snapshots.append([(x.copy(), a.copy(), b.copy(), c.copy(), count[i])
+                                  for i, (x, a, b, c) in enumerate(zip(theta, m, v, v_max))])
 
     return _trace(case, steps, snapshots, losses)
 
@@ -175,16 +177,21 @@ def _stored(x: np.ndarray, like: np.ndarray) -> np.ndarray:
     return x.astype(np.float64)
 
 
+def _series(series: list, k: int, p) -> np.ndarray:
+    """Item k of every snapshot of parameter `p`, stacked, in the case's storage."""
+    return np.stack([_stored(s[k], p.init) for s in series]) if series else np.zeros((0, *p.shape), p.init.dtype)
+
+
 def _trace(case: Case, steps, snapshots, losses) -> Trace:
     params, state = [], []
     for i, p in enumerate(case.params):
         amsgrad = any(g.amsgrad for g in case.groups if i in g.params)
         series = [s[i] for s in snapshots]
-        stack = lambda k: np.stack([_stored(s[k], p.init) for s in series]) if series else np.zeros((0, *p.shape), p.init.dtype)  # noqa: E731
-        params.append(stack(0))
-        entry = {"exp_avg": stack(1), "exp_avg_sq": stack(2), "step": np.array([float(s[4]) for s in series], dtype=np.float64)}
+        params.append(_series(series, 0, p))
+        entry = {"exp_avg": _series(series, 1, p), "exp_avg_sq": _series(series, 2, p),
+                 "step": np.array([float(s[4]) for s in series], dtype=np.float64)}
         if amsgrad:
-            entry["max_exp_avg_sq"] = stack(3)
+            entry["max_exp_avg_sq"] = _series(series, 3, p)
         state.append(entry)
     return Trace(
         steps=tuple(steps),

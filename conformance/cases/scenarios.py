@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from conformance.case import Case, Group, Objective, Param, Step
+from conformance.cases.case import Case, Group, Objective, Param, Step
 from conformance.dtypes import complex_from, is_complex, round_to
 
 SCENARIOS: dict[str, tuple[str, Callable[[], Case]]] = {}
@@ -34,7 +34,8 @@ def _named(case: Case, name: str) -> Case:
 
 def values(rs: np.random.RandomState, shape, dtype: str, scale: float = 1.0) -> np.ndarray:
     """Normal values of `shape`, times `scale`, exact in `dtype`."""
-    draw = lambda: rs.standard_normal(shape).astype(np.float32 if dtype != "float64" and dtype != "complex128" else np.float64) * scale  # noqa: E731
+    width = np.float64 if dtype in ("float64", "complex128") else np.float32
+    draw = lambda: rs.standard_normal(shape).astype(width) * scale
     if is_complex(dtype):
         return round_to(complex_from(draw(), draw()), dtype)
     return round_to(draw(), dtype)
@@ -44,7 +45,8 @@ def params(rs, shapes, dtype="float32", **layout) -> tuple[Param, ...]:
     return tuple(Param(values(rs, s, dtype), dtype, **layout) for s in shapes)
 
 
-def steps(rs, ps: tuple[Param, ...], n: int, *, scale=lambda t: 1.0, present=lambda t, i: True, **extra) -> tuple[Step, ...]:
+def steps(rs, ps: tuple[Param, ...], n: int, *, scale=lambda t: 1.0, present=lambda t, i: True,
+          **extra) -> tuple[Step, ...]:
     """n steps of normal gradients times scale(t); None where present(t, i) is false."""
     return tuple(
         Step(
@@ -117,7 +119,8 @@ def amsgrad_shrinking_gradients(rs):
 @scenario("AMSGrad under AdamW with shrinking gradients")
 def amsgrad_adamw_shrinking(rs):
     ps = params(rs, ((5, 4), (6,)))
-    return Case("adamw", ps, (Group((0, 1), lr=0.05, amsgrad=True, weight_decay=0.1),), steps(rs, ps, 25, scale=lambda t: 0.8**t))
+    return Case("adamw", ps, (Group((0, 1), lr=0.05, amsgrad=True, weight_decay=0.1),),
+                steps(rs, ps, 25, scale=lambda t: 0.8**t))
 
 
 @scenario("eps comparable to the gradients: where eps sits in the formula matters")
@@ -155,22 +158,24 @@ def maximize_adamw(rs):
 @scenario("parameters without a gradient on some steps: step counts stay per parameter")
 def none_grad_schedule(rs):
     ps = params(rs, ((4, 3), (5,), (2,)))
-    present = lambda t, i: not ((i == 1 and t % 3 == 0) or (i == 2 and t < 6))  # noqa: E731
-    return Case("adamw", ps, (Group((0, 1, 2), lr=0.05, weight_decay=0.1, amsgrad=True),), steps(rs, ps, 20, present=present))
+    present = lambda t, i: not ((i == 1 and t % 3 == 0) or (i == 2 and t < 6))
+    return Case("adamw", ps, (Group((0, 1, 2), lr=0.05, weight_decay=0.1, amsgrad=True),),
+                steps(rs, ps, 20, present=present))
 
 
 @scenario("lr and betas changed before steps, as schedulers do")
 def lr_schedule(rs):
     ps = params(rs, ((4, 3), (5,)))
-    change = lambda t: ((0, "lr", 0.1 * 0.8**t),) + (((0, "betas", (0.8, 0.99)),) if t == 8 else ())  # noqa: E731
+    change = lambda t: ((0, "lr", 0.1 * 0.8**t),) + (((0, "betas", (0.8, 0.99)),) if t == 8 else ())
     return Case("adam", ps, (Group((0, 1), lr=0.1, weight_decay=0.01),), steps(rs, ps, 15, set=change))
 
 
 @scenario("lr given as a 0-d tensor and changed in place")
 def tensor_lr(rs):
     ps = params(rs, ((4, 3), (5,)))
-    change = lambda t: ((0, "lr", [2**-4, 2**-5, 2**-6][t % 3]),)  # noqa: E731  (float32 values)
-    return Case("adamw", ps, (Group((0, 1), lr=2**-4, weight_decay=0.1, tensor_lr=True),), steps(rs, ps, 12, set=change))
+    change = lambda t: ((0, "lr", [2**-4, 2**-5, 2**-6][t % 3]),)  # (float32 values)
+    return Case("adamw", ps, (Group((0, 1), lr=2**-4, weight_decay=0.1, tensor_lr=True),),
+                steps(rs, ps, 12, set=change))
 
 
 @scenario("three param groups with different hyperparameters")
@@ -194,15 +199,17 @@ def add_param_group(rs):
 @scenario("state_dict round trips mid-run, directly and through torch.save/torch.load(weights_only=True)")
 def state_dict_round_trip(rs):
     ps = params(rs, ((4, 3), (5,), ()))
-    events = lambda t: {6: ("reload",), 12: ("reload_file",)}.get(t, ())  # noqa: E731
-    return Case("adam", ps, (Group((0, 1, 2), lr=0.05, weight_decay=0.1, amsgrad=True),), steps(rs, ps, 18, events=events))
+    events = lambda t: {6: ("reload",), 12: ("reload_file",)}.get(t, ())
+    return Case("adam", ps, (Group((0, 1, 2), lr=0.05, weight_decay=0.1, amsgrad=True),),
+                steps(rs, ps, 18, events=events))
 
 
 @scenario("zero_grad before steps, then only some parameters get a gradient")
 def zero_grad_events(rs):
     ps = params(rs, ((4, 3), (5,)))
-    events = lambda t: ("zero_grad",) if t % 4 == 0 else ()  # noqa: E731
-    return Case("adam", ps, (Group((0, 1), lr=0.05),), steps(rs, ps, 12, present=lambda t, i: not (t % 4 == 0 and i == 1), events=events))
+    events = lambda t: ("zero_grad",) if t % 4 == 0 else ()
+    return Case("adam", ps, (Group((0, 1), lr=0.05),),
+                steps(rs, ps, 12, present=lambda t, i: not (t % 4 == 0 and i == 1), events=events))
 
 
 @scenario("every step through step(closure)")
@@ -215,7 +222,8 @@ def closure(rs):
 def long_run(rs):
     ps = params(rs, ((3, 3), (4,)))
     record = (1, 2, 5, 10, 50, 100, 250, 500, 750, 999, 1000)
-    return Case("adam", ps, (Group((0, 1), lr=1e-3, betas=(0.9, 0.9999)),), steps(rs, ps, 1000, scale=lambda t: 0.1), record=record)
+    return Case("adam", ps, (Group((0, 1), lr=1e-3, betas=(0.9, 0.9999)),), steps(rs, ps, 1000, scale=lambda t: 0.1),
+                record=record)
 
 
 @scenario("beta1 = 0: the first moment is the gradient")
@@ -239,7 +247,8 @@ def noncontiguous_layouts(rs):
 @scenario("all-zero gradients on some steps")
 def zero_gradients(rs):
     ps = params(rs, ((4, 3), (5,)))
-    return Case("adam", ps, (Group((0, 1), lr=0.05, weight_decay=0.1),), steps(rs, ps, 12, scale=lambda t: 0.0 if t in (1, 5, 6) else 1.0))
+    return Case("adam", ps, (Group((0, 1), lr=0.05, weight_decay=0.1),),
+                steps(rs, ps, 12, scale=lambda t: 0.0 if t in (1, 5, 6) else 1.0))
 
 
 @scenario("huge and tiny gradient magnitudes (1e100 and 1e-100, float64)")
@@ -272,7 +281,8 @@ def mixed_dtypes_one_group(rs):
 def bfloat16_adamw_long_decay(rs):
     ps = params(rs, ((16,), (8, 4)), dtype="bfloat16")
     record = tuple(range(25, 201, 25))
-    return Case("adamw", ps, (Group((0, 1), lr=0.1, weight_decay=0.1),), steps(rs, ps, 200, scale=lambda t: 1e-3), record=record)
+    return Case("adamw", ps, (Group((0, 1), lr=0.1, weight_decay=0.1),), steps(rs, ps, 200, scale=lambda t: 1e-3),
+                record=record)
 
 
 @scenario("the seed notebook's MLP: 64x1000 -> 100 -> 10, MSE sum, lr 1e-4, 500 steps, closed loop")

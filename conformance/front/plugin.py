@@ -5,7 +5,7 @@ with the suite installed, so it imports nothing heavy (no torch) until ``--adam-
 is given. The checks are ordinary test items (``test_check[parity.trajectory]``), so
 ``-k``, ``-x``, ``-n``, ``--junitxml`` and every other pytest habit work.
 
-With ``--adam-impl``, the controller runs the preflight once (`conformance.preflight`,
+With ``--adam-impl``, the controller runs the preflight once (`conformance.run.preflight`,
 in a process of its own) and hands its record to the pytest-xdist workers through
 ``workerinput``, as pytest-randomly hands over its seed.
 """
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from conformance.vocabulary import DEVICES, PROFILES, SPECS
+
 SUITE = Path(__file__).with_name("suite.py")
 TARGET = pytest.StashKey()
 PREFLIGHT = pytest.StashKey()
@@ -27,11 +29,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("adam-conformance", "certify an Adam / AdamW implementation")
     group.addoption("--adam-impl", metavar="TARGET",
                     help="run the check catalogue against TARGET: a registered name or package.module:attr")
-    group.addoption("--adam-spec", choices=["adam", "adamw"],
+    group.addoption("--adam-spec", choices=SPECS,
                     help="semantics to certify against (default: what the target declares, else adam)")
-    group.addoption("--adam-profile", choices=["quick", "standard", "thorough"], default="standard",
+    group.addoption("--adam-profile", choices=list(PROFILES), default="standard",
                     help="how hard to look: examples per check and case sizes (default: standard)")
-    group.addoption("--adam-device", choices=["cpu", "cuda"], default="cpu", help="device to run on (default: cpu)")
+    group.addoption("--adam-device", choices=DEVICES, default="cpu", help="device to run on (default: cpu)")
     group.addoption("--adam-without", action="append", default=[], metavar="FEATURE",
                     help="disclaim a feature (repeatable), e.g. complex, float16, noncontiguous")
     group.addoption("--adam-skip", action="append", default=[], metavar="CHECK_ID",
@@ -52,8 +54,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("adam_impl"):
         return
     from conformance.checks import checked_ids
+    from conformance.front.options import build_target
     from conformance.registry import TargetError
-    from conformance.target import build_target
 
     try:
         target = build_target(
@@ -78,14 +80,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _preflight(config: pytest.Config, target):
     """The preflight record: a worker's from its controller, a given one, or a fresh run."""
-    from conformance.preflight import Preflight, run_isolated
+    from conformance.front.isolation import preflight
+    from conformance.run.preflight import Preflight
 
     if hasattr(config, "workerinput"):
         return Preflight.from_json(json.loads(config.workerinput["adam_preflight"]))
     given = config.getoption("adam_preflight")
     if given:
         return Preflight.from_json(json.loads(Path(given).read_text()))
-    return run_isolated(config.getoption("adam_impl"), target, config.getoption("adam_without"))
+    return preflight(config.getoption("adam_impl"), target, config.getoption("adam_without"))
 
 
 class XdistHooks:
@@ -113,7 +116,7 @@ def _safe(name: str) -> str:
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if TARGET not in config.stash:
         return None
-    from conformance.target import describe_environment
+    from conformance.report.environment import describe_environment
 
     target = config.stash[TARGET]
     lines = describe_environment(target, config.getoption("adam_seed"), config.stash[PREFLIGHT],

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from conformance import registry
+from conformance.vocabulary import DEVICES, FEATURES, PROFILES, SPECS
 
 
 class UsageError(Exception):
@@ -36,7 +37,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _claims(claims: frozenset[str]) -> str:
-    missing = [f for f in registry.FEATURES if f not in claims]
+    missing = [f for f in FEATURES if f not in claims]
     return "all features" if not missing else "all but " + ", ".join(missing)
 
 
@@ -44,7 +45,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
     """Verify the golden traces (exit 1 on any problem) or rebuild them from the oracle."""
     from pathlib import Path
 
-    from conformance import golden
+    from conformance.truth import golden
 
     directory = Path(args.dir) if args.dir else golden.DEFAULT_DIR
     if args.action == "regenerate":
@@ -70,7 +71,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 def cmd_certify(args: argparse.Namespace) -> int:
     """Certify a target: exit 0 when conformant, 1 when not."""
-    from conformance.certify import Options, certify
+    from conformance.front.certify import Options, certify
 
     return certify(Options(target=args.target, spec=args.spec, profile=args.profile, device=args.device,
                            without=tuple(args.without), skip=tuple(args.skip), seed=args.seed, workers=args.workers,
@@ -84,8 +85,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from conformance import diagnose
-    from conformance.certify import writable
-    from conformance.target import build_target, describe_environment
+    from conformance.front.options import build_target, writable
+    from conformance.report.environment import describe_environment
 
     target = build_target(args.target, spec=args.spec, device=args.device, without=args.without)
     writable(args.json, "--json")
@@ -114,21 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("list", help="list registered implementations, their claims and where they run")
-    p.add_argument("targets", nargs="*", metavar="TARGET", help="registered name or package.module:attr (default: all registered)")
+    p.add_argument("targets", nargs="*", metavar="TARGET",
+                   help="registered name or package.module:attr (default: all registered)")
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("certify", help="run the check catalogue on TARGET and say whether it is conformant")
     p.add_argument("target", metavar="TARGET", help="registered name or package.module:attr")
-    p.add_argument("--spec", choices=["adam", "adamw"], help="semantics to certify against (default: the target's own)")
-    p.add_argument("--profile", choices=["quick", "standard", "thorough"], default="standard",
+    p.add_argument("--spec", choices=SPECS, help="semantics to certify against (default: the target's own)")
+    p.add_argument("--profile", choices=list(PROFILES), default="standard",
                    help="quick: a CI gate; standard (default); thorough: nightly, 10x the examples")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--without", action="append", default=[], metavar="FEATURE",
-                   help="disclaim a feature (repeatable): " + ", ".join(registry.FEATURES))
+                   help="disclaim a feature (repeatable): " + ", ".join(FEATURES))
     p.add_argument("--skip", action="append", default=[], metavar="CHECK_ID",
                    help="certify everything except this check (repeatable); the report says so")
     p.add_argument("--seed", type=int, default=0, help="hypothesis seed (default 0: deterministic)")
     p.add_argument("-n", dest="workers", type=_workers, default="1", metavar="WORKERS",
-                   help="pytest-xdist worker processes, or auto (default 1: a crashing target cannot take the run down)")
+                   help="pytest-xdist worker processes, or auto (default 1)")
     p.add_argument("--json", metavar="PATH", help="write the JSON report (schema in the README)")
     p.add_argument("--junit", metavar="PATH", help="write JUnit XML (pytest's own)")
     p.add_argument("--repro-dir", metavar="DIR", help="write reproducers here (default: a new temporary directory)")
@@ -138,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("diagnose", help="say which known Adam variant TARGET implements, point by point")
     p.add_argument("target", metavar="TARGET", help="registered name or package.module:attr")
-    p.add_argument("--spec", choices=["adam", "adamw"], help="the spec to compare with (default: the target's own)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--spec", choices=SPECS, help="the spec to compare with (default: the target's own)")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--without", action="append", default=[], metavar="FEATURE", help="disclaim a feature (repeatable)")
     p.add_argument("--json", metavar="PATH", help="also write the findings as JSON")
     p.set_defaults(func=cmd_diagnose)

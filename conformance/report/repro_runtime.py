@@ -32,7 +32,8 @@ def reference():
 def torch_claims():
     """What torch's class takes: every keyword (unclaimed features reach it at their neutral
     values) and param-group dicts."""
-    return ["weight_decay", "amsgrad", "maximize", "param_groups"] + (["decoupled_weight_decay"] if SPEC == "adam" else [])  # noqa: F821
+    keywords = ["weight_decay", "amsgrad", "maximize", "param_groups"]
+    return keywords + (["decoupled_weight_decay"] if SPEC == "adam" else [])
 
 
 def run_case(factory, case, claims):
@@ -72,7 +73,8 @@ def differences(target, torch_run, case):
                 e = math.inf if bool(pattern[k].any()) else float(error[k].max()) if error[k].numel() else 0.0
                 worst = max(worst, e)
                 if e > 0:
-                    at = int(error[k].reshape(-1).argmax()) if e < math.inf else int(pattern[k].reshape(-1).nonzero()[0])
+                    flat = error[k].reshape(-1) if e < math.inf else pattern[k].reshape(-1).double()
+                    at = int(flat.argmax())  # the largest error, or the first element whose pattern differs
                     rows.append((e, f"step {step}, param {i} {key}[{at}]: target {float(a[k].reshape(-1)[at])!r}, "
                                     f"torch {float(b[k].reshape(-1)[at])!r} ({e:.3g} eps apart)"))
     rows.sort(key=lambda r: -r[0])
@@ -95,7 +97,8 @@ def side_by_side(target_factory, threshold):
                 print(f"  step {t}{'' if i is None else f', param {i}'}: {detail} (torch does not)")
                 failing = True
         worst, rows = differences(mine, theirs, case)
-        print(f"  largest difference from torch: {worst:.3g} eps at scale (more than {threshold:.3g} shows the failure)")
+        print(f"  largest difference from torch: {worst:.3g} eps at scale "
+              f"(more than {threshold:.3g} shows the failure)")
         for row in rows:
             print("   ", row)
         failing |= worst > threshold

@@ -130,7 +130,7 @@ class Run:
 
     def observe(self, t: int, layouts: list, given: list) -> None:
         """Note a parameter whose memory changed and a gradient the step wrote into."""
-        note = lambda i, kind, detail: self.result["observations"].append((t, i, kind, detail))  # noqa: E731
+        note = lambda i, kind, detail: self.result["observations"].append((t, i, kind, detail))
         for i, (p, before, grad) in enumerate(zip(self.params, layouts, given)):
             now = (p.data_ptr(), p.dtype, tuple(p.shape), p.stride())
             if now != before:
@@ -196,7 +196,7 @@ class Run:
         layouts = [(p.data_ptr(), p.dtype, tuple(p.shape), p.stride()) for p in self.params]
         if step["closure"]:
             returned = opt.step(closure)
-            note = lambda detail: self.result["observations"].append((t, None, "closure", detail))  # noqa: E731
+            note = lambda detail: self.result["observations"].append((t, None, "closure", detail))
             if len(calls) != 1:
                 note(f"step(closure) called the closure {len(calls)} times, not once")
             elif returned is not calls[0] and not (torch.is_tensor(returned) and same_bits(returned, calls[0])):

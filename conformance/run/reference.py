@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import functools
 
-from conformance.registry import FEATURES, Implementation
+from conformance.registry import Implementation
+from conformance.vocabulary import FEATURES
 
 
-def torch_paths(name: str, flags: dict, description: str, unsupported=frozenset()) -> tuple[Implementation, Implementation]:
+def torch_paths(name: str, flags: dict, description: str,
+                unsupported=frozenset()) -> tuple[Implementation, Implementation]:
     """torch.optim.Adam and torch.optim.AdamW called with `flags`, as Implementations."""
     import torch
 
     shown = ", ".join(f"{k}={v}" for k, v in flags.items())
-    claims = frozenset(FEATURES) - set(unsupported)
-    adam = Implementation(name, functools.partial(torch.optim.Adam, **flags),
-                          f"torch.optim.Adam({shown}): {description}", "adam", claims)
-    adamw = Implementation(f"{name}-adamw", functools.partial(torch.optim.AdamW, **flags),
-                           f"torch.optim.AdamW({shown})", "adamw", claims - {"decoupled_weight_decay"})
-    return adam, adamw
+    return Implementation.pair(name, functools.partial(torch.optim.Adam, **flags),
+                               functools.partial(torch.optim.AdamW, **flags),
+                               f"torch.optim.Adam({shown}): {description}", f"torch.optim.AdamW({shown})",
+                               claims=frozenset(FEATURES) - set(unsupported))
 
 
 @functools.cache

@@ -26,8 +26,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from conformance import dtypes
-from conformance.registry import EDGES
-from conformance.spec import SPECS
+from conformance.vocabulary import EDGES, SPECS
 
 FORMAT = 1
 LAYOUTS = ("contiguous", "transposed", "sliced", "channels_last")
@@ -256,7 +255,8 @@ class Case:
             grads = {i: iter(arrays.get(f"grads/{i}", ())) for i in range(len(params))}
             steps = tuple(
                 Step(
-                    grads=tuple(np.asarray(next(grads[i])) if present else None for i, present in enumerate(s["grads"])),
+                    grads=tuple(np.asarray(next(grads[i])) if present else None
+                                for i, present in enumerate(s["grads"])),
                     set=tuple((int(g), str(k), tuple(v) if isinstance(v, list) else v) for g, k, v in s["set"]),
                     events=tuple(s["events"]),
                     closure=bool(s["closure"]),
@@ -354,7 +354,7 @@ def _validate(case: Case) -> None:
                 bad(f"param {i} has unknown layout {layout!r}; known: {LAYOUTS}")
             if not _layout_fits(layout, p.shape):
                 bad(f"param {i}: layout {layout!r} does not fit shape {p.shape}")
-        if not isinstance(p.init, np.ndarray) or p.init.dtype != dtypes.storage(p.dtype) or not dtypes.representable(p.init, p.dtype):
+        if not _holds(p.init, p.shape, p.dtype):
             bad(f"param {i}: initial values are not {dtypes.storage(p.dtype).__name__} values exact in {p.dtype}")
     owners = sorted(i for g in case.groups for i in g.params)
     if owners != list(range(n)):
@@ -375,7 +375,7 @@ def _validate(case: Case) -> None:
             if grad is None:
                 continue
             p = case.params[i]
-            if not isinstance(grad, np.ndarray) or grad.shape != p.shape or grad.dtype != dtypes.storage(p.dtype) or not dtypes.representable(grad, p.dtype):
+            if not _holds(grad, p.shape, p.dtype):
                 bad(f"step {t}: the gradient of param {i} is not a {p.shape} array of {p.dtype} values")
         for event in s.events:
             if event not in EVENTS:
@@ -390,10 +390,18 @@ def _validate(case: Case) -> None:
             bad(f"unknown objective {case.objective.kind!r}; known: {OBJECTIVES}")
         shapes = [p.shape for p in case.params]
         x, y = case.objective.inputs, case.objective.targets
-        if len(shapes) != 4 or shapes[0] != (shapes[1][0], x.shape[1]) or shapes[2] != (y.shape[1], shapes[0][0]) or shapes[3] != (y.shape[1],):
+        if len(shapes) != 4 or shapes[0] != (shapes[1][0], x.shape[1]) or shapes[2] != (y.shape[1], shapes[0][0]) \
+                or shapes[3] != (y.shape[1],):
             bad("an mlp-mse objective needs params (W1 [H, D_in], b1 [H], W2 [D_out, H], b2 [D_out])")
-    if case.record is not None and (not case.record or any(not 1 <= t <= len(case.steps) for t in case.record) or list(case.record) != sorted(set(case.record))):
+    if case.record is not None and (not case.record or any(not 1 <= t <= len(case.steps) for t in case.record)
+                                    or list(case.record) != sorted(set(case.record))):
         bad(f"record must list increasing steps within 1..{len(case.steps)}")
+
+
+def _holds(values, shape: tuple[int, ...], dtype: str) -> bool:
+    """Whether `values` is an array of `shape` in `dtype`'s storage holding values exact in `dtype`."""
+    return (isinstance(values, np.ndarray) and values.shape == shape and values.dtype == dtypes.storage(dtype)
+            and dtypes.representable(values, dtype))
 
 
 def _layout_fits(layout: str, shape: tuple[int, ...]) -> bool:
@@ -470,7 +478,8 @@ class Trace:
         try:
             n = len(meta["steps"])
             params = tuple(_array(arrays, f"param/{i}") for i in range(len(meta["state_keys"])))
-            state = tuple({k: _array(arrays, f"state/{i}/{k}") for k in keys} for i, keys in enumerate(meta["state_keys"]))
+            state = tuple({k: _array(arrays, f"state/{i}/{k}") for k in keys}
+                          for i, keys in enumerate(meta["state_keys"]))
             for i, (p, s) in enumerate(zip(params, state)):
                 for name, a in [("param", p), *s.items()]:
                     if len(a) != n:

@@ -20,33 +20,28 @@ per-check time limits fit a slow target (`Preflight.check_timeout`). A target th
 raises on the plainest probe, whose factory returns no optimizer, or that has no
 ``step`` cannot be certified at all: `PreflightError`, one line.
 
-`run` works in-process (the kill matrix, the tests); ``python -m conformance.preflight``
-runs it in a process of its own, as certify and the plugin do, so that a target that
-crashes or hangs there cannot take the run down.
+`run` works in-process (the kill matrix, the tests); certify and the plugin run it in a
+process of its own (`front.isolation`), so that a target that crashes or hangs there
+cannot take the run down.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from conformance import reference, runner, strategies
-from conformance.case import Case, Group, Param, Step
+from conformance.cases import strategies
+from conformance.cases.case import Case, Group, Param, Step
 from conformance.dtypes import complex_from, round_to
-from conformance.registry import BEHAVIOURS, EDGES, TargetError
-from conformance.runner import guarded_global_state
-from conformance.target import Profile, Target, TargetOptionsError, build_target
+from conformance.registry import TargetError
+from conformance.run import reference, runner
+from conformance.run.runner import guarded_global_state
+from conformance.run.target import Target
+from conformance.vocabulary import BEHAVIOURS, EDGES, Profile
 
 #: The methods of torch.optim.Optimizer the runner calls.
 INTERFACE = ("step", "zero_grad", "state_dict", "load_state_dict", "param_groups")
@@ -74,11 +69,13 @@ def _case(spec: str, dtype: str = "float32", shape=(3,), layout="contiguous", gr
     rs = np.random.RandomState(0)
 
     def values(shape, dtype):
-        draw = lambda: rs.standard_normal(shape)  # noqa: E731
+        draw = lambda: rs.standard_normal(shape)
         return round_to(complex_from(draw(), draw()) if dtype.startswith("complex") else draw(), dtype)
 
     params = (Param(values(shape, dtype), dtype, layout, grad_layout), *extra)
-    groups = (Group((0,), **hyper),) + ((Group(tuple(range(1, len(params))), added_at=2 if late else 1),) if extra else ())
+    groups = (Group((0,), **hyper),)
+    if extra:
+        groups += (Group(tuple(range(1, len(params))), added_at=2 if late else 1),)
     grads = [tuple(values(p.shape, p.dtype) for p in params) for _ in range(steps)]
     return Case(spec, params, groups, tuple(Step(g, closure=closure) for g in grads))
 
@@ -180,9 +177,10 @@ class Preflight:
         """Header lines: the notes, then the cost."""
         out = [f"preflight: {n.dropped()}" for n in self.dropped] + [f"preflight: {n.avoided()}" for n in self.avoided]
         if self.interrupted:
-            return out + [f"preflight: {self.interrupted}; the checks run on every claim, with the profile's time limit"]
-        return out + [f"preflight {self.duration_s:.1f} s: construction {_ms(self.construct_s)}, step {_ms(self.step_s)} "
-                      f"(torch {_ms(self.torch_construct_s)}, {_ms(self.torch_step_s)})"]
+            return out + [f"preflight: {self.interrupted}; the checks run on every claim, "
+                          "with the profile's time limit"]
+        return out + [f"preflight {self.duration_s:.1f} s: construction {_ms(self.construct_s)}, "
+                      f"step {_ms(self.step_s)} (torch {_ms(self.torch_construct_s)}, {_ms(self.torch_step_s)})"]
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -233,7 +231,8 @@ def _timed(factory, name: str, device: str, repeats: int = 3) -> tuple[float, fl
             try:
                 opt = factory(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
             except Exception as e:
-                raise PreflightError(f"{name} raised at construction with torch's defaults: {type(e).__name__}: {e}") from None
+                raise PreflightError(f"{name} raised at construction with torch's defaults: "
+                                     f"{type(e).__name__}: {e}") from None
             constructions.append(time.perf_counter() - start)
             missing = [m for m in INTERFACE
                        if not (hasattr(opt, m) if m == "param_groups" else callable(getattr(opt, m, None)))]
@@ -246,54 +245,7 @@ def _timed(factory, name: str, device: str, repeats: int = 3) -> tuple[float, fl
                 try:
                     opt.step()
                 except Exception as e:
-                    raise PreflightError(f"{name} raised in step() with torch's defaults: {type(e).__name__}: {e}") from None
+                    raise PreflightError(f"{name} raised in step() with torch's defaults: "
+                                         f"{type(e).__name__}: {e}") from None
                 steps.append(time.perf_counter() - start)
     return min(constructions), min(steps[1::2])
-
-
-def run_isolated(name: str, target: Target, without=()) -> Preflight:
-    """`run` for the target named `name`, in a process of its own under the profile's time
-    limit: a target that hangs or crashes there leaves a record that says so, and the checks
-    run with the profile's limit. Raises PreflightError if the target cannot be certified."""
-    limit = target.profile.timeout
-    with tempfile.TemporaryDirectory(prefix="adam-conformance-") as scratch:
-        path = Path(scratch) / "preflight.json"
-        argv = [sys.executable, "-m", "conformance.preflight", name, "--json", str(path), "--spec", target.spec,
-                "--device", target.device, *(a for feature in without for a in ("--without", feature))]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        start = time.perf_counter()
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=limit, env=env)
-        except subprocess.TimeoutExpired:
-            return Preflight(duration_s=limit, interrupted=f"it timed out after {limit:g} s")
-        if done.returncode == 2:
-            raise PreflightError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "the preflight failed")
-        if done.returncode != 0 or not path.exists():
-            return Preflight(duration_s=time.perf_counter() - start,
-                             interrupted=f"its process died (exit code {done.returncode})")
-        return Preflight.from_json(json.loads(path.read_text()))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m conformance.preflight TARGET --json PATH [--spec] [--device] [--without]``:
-    the preflight in a process of its own. Exit 0 with the JSON written, or 2 with one line."""
-    parser = argparse.ArgumentParser(prog="python -m conformance.preflight")
-    parser.add_argument("target")
-    parser.add_argument("--json", required=True)
-    parser.add_argument("--spec")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--without", action="append", default=[])
-    args = parser.parse_args(argv)
-    try:
-        target = build_target(args.target, spec=args.spec, device=args.device, without=args.without)
-        found = run(target)
-    except (TargetError, TargetOptionsError) as e:
-        print(f"{e}", file=sys.stderr)
-        return 2
-    with open(args.json, "w") as f:
-        json.dump(found.to_json(), f)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

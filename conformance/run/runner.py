@@ -13,10 +13,10 @@ import contextlib
 import numpy as np
 import torch
 
-from conformance.case import Case, Observation, Trace
-from conformance.drive import drive
+from conformance.cases.case import Case, Observation, Trace
 from conformance.dtypes import components
 from conformance.registry import Implementation
+from conformance.run.drive import drive
 
 
 class Unclaimed(ValueError):
@@ -41,20 +41,10 @@ def to_trace(result: dict, case: Case, notes: list[Observation]) -> Trace:
     """The Trace of a `drive` result (torch tensors) as numpy arrays."""
     params, state = [], []
     for i, p in enumerate(case.params):
-        shapes = {"step": ((), np.float64)}
-
-        def value(snap: dict, key: str) -> np.ndarray:  # absent state (not yet stepped) reads as zeros
-            shape, dtype = shapes.get(key, (p.shape, p.init.dtype))
-            return snap[key].numpy() if key in snap else np.zeros(shape, dtype)
-
-        def stack(arrays: list, key: str) -> np.ndarray:
-            shape, dtype = shapes.get(key, (p.shape, p.init.dtype))
-            return np.stack(arrays) if arrays else np.zeros((0, *shape), dtype)
-
         snaps = result["state"][i]
-        params.append(stack([s.numpy() for s in result["params"][i]], "param"))
+        params.append(_stacked([s.numpy() for s in result["params"][i]], p.shape, p.init.dtype))
         keys = sorted(set().union(*snaps)) if snaps else ["step"]
-        state.append({k: stack([value(s, k) for s in snaps], k) for k in keys})
+        state.append({k: _stacked([_value(s, k, p) for s in snaps], *_layout(k, p)) for k in keys})
     return Trace(
         steps=tuple(result["steps"]),
         params=tuple(params),
@@ -63,6 +53,20 @@ def to_trace(result: dict, case: Case, notes: list[Observation]) -> Trace:
         observations=tuple(Observation(*o) for o in result["observations"]) + tuple(notes),
         error=result["error"],
     )
+
+
+def _layout(key: str, p) -> tuple[tuple[int, ...], type]:
+    """The shape and numpy dtype of a snapshot of state `key` of parameter `p`."""
+    return ((), np.float64) if key == "step" else (p.shape, p.init.dtype)
+
+
+def _value(snap: dict, key: str, p) -> np.ndarray:
+    """A state snapshot; absent state (not yet stepped) reads as zeros."""
+    return snap[key].numpy() if key in snap else np.zeros(*_layout(key, p))
+
+
+def _stacked(arrays: list, shape: tuple[int, ...], dtype) -> np.ndarray:
+    return np.stack(arrays) if arrays else np.zeros((0, *shape), dtype)
 
 
 @contextlib.contextmanager

@@ -8,12 +8,14 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from conformance import dtypes, transforms
-from conformance.case import Case, Step
+from conformance import dtypes
+from conformance.cases import transforms
+from conformance.cases.case import Case, Step
+from conformance.cases.strategies import MAGNITUDE_RANGE
+from conformance.checks.assertions import assert_same_trajectory, completed, holds
+from conformance.checks.catalogue import CheckFailure, CheckSkipped, Evidence, check
 from conformance.dtypes import components
-from conformance.checks.base import (CheckFailure, CheckSkipped, Evidence, Target, assert_same_trajectory, check,
-                                     completed, holds)
-from conformance.strategies import MAGNITUDE_RANGE
+from conformance.run.target import Target
 
 #: Roundings in one Adam step of one element (negation, decay, two moment updates,
 #: sqrt, two divisions, eps, the final multiply-subtract): a closed form computed exactly
@@ -38,7 +40,8 @@ def _group_of(case: Case) -> dict[int, int]:
     "maximize), Adam's closed form when m̂ = g and v̂ = g².",
 )
 def first_step(target: Target, evidence: Evidence, data) -> None:
-    case = with_groups(data.draw(target.cases(max_steps=1, events=False, late_joins=False), label="case"), weight_decay=0.0)
+    drawn = data.draw(target.cases(max_steps=1, events=False, late_joins=False), label="case")
+    case = with_groups(drawn, weight_decay=0.0)
     holds(target, evidence, _first_step_closed_form, case)
 
 
@@ -60,8 +63,9 @@ def _first_step_closed_form(target: Target, case: Case) -> None:
             bad = ~((np.abs(got - want) <= allowed) | (np.isnan(got) & np.isnan(want)))
         if bad.any():
             k = tuple(int(x) for x in np.argwhere(bad)[0])
-            raise CheckFailure(f"param {i} element {k}: moved to {float(got[k])!r}, the closed form gives {float(want[k])!r} "
-                               f"(±{allowed[k]:.3g}) from θ={float(theta0[k])!r}, g={float(g[k])!r}", [case])
+            raise CheckFailure(f"param {i} element {k}: moved to {float(got[k])!r}, the closed form gives "
+                               f"{float(want[k])!r} (±{allowed[k]:.3g}) from θ={float(theta0[k])!r}, g={float(g[k])!r}",
+                               [case])
 
 
 def _same_after(target: Target, case: Case, new: Case, back: transforms.Back, what: str) -> None:
@@ -106,8 +110,12 @@ def partition(target: Target, evidence: Evidence, data) -> None:
 
 
 def _partitioned(target: Target, case: Case, how: str, way: tuple) -> None:
-    new, back = {"split": lambda: transforms.split_param(case, *way), "reorder": lambda: transforms.reorder_params(case, list(way)),
-                 "regroup": lambda: transforms.regroup(case)}[how]()
+    if how == "split":
+        new, back = transforms.split_param(case, *way)
+    elif how == "reorder":
+        new, back = transforms.reorder_params(case, list(way))
+    else:
+        new, back = transforms.regroup(case)
     _same_after(target, case, new, back, f"partition ({how})")
 
 
@@ -134,7 +142,8 @@ def scale(target: Target, evidence: Evidence, data) -> None:
     case = with_groups(data.draw(target.cases(), label="case"), eps=0.0, weight_decay=0.0)
     room_up, room_down = 8, 8  # powers of two the gradients can be scaled by and stay in range
     for i, p in enumerate(case.params):
-        values = np.abs(np.concatenate([components(s.grads[i]).ravel() for s in case.steps if s.grads[i] is not None] + [np.zeros(0)]))
+        given = [components(s.grads[i]).ravel() for s in case.steps if s.grads[i] is not None]
+        values = np.abs(np.concatenate(given + [np.zeros(0)]))
         values = values[np.isfinite(values) & (values > 0)]
         if values.size:
             low, high = MAGNITUDE_RANGE[dtypes.real(p.dtype)]
@@ -191,7 +200,8 @@ def _within_step_bound(target: Target, case: Case) -> None:
             before = components(p.init if t == 1 else trace.params[i][t - 2])
             after = components(trace.params[i][t - 1])
             with np.errstate(all="ignore"):
-                slack = bound * STEP_ROUNDINGS * dtypes.eps(p.dtype) + dtypes.ulp(np.maximum(np.abs(before), np.abs(after)), dtypes.real(p.dtype))
+                largest = np.maximum(np.abs(before), np.abs(after))
+                slack = bound * STEP_ROUNDINGS * dtypes.eps(p.dtype) + dtypes.ulp(largest, dtypes.real(p.dtype))
                 moved = np.abs(after - before)
                 bad = np.isfinite(before) & np.isfinite(after) & (moved > bound + slack)
             if bad.any():
@@ -237,8 +247,8 @@ def _amsgrad_monotone(target: Target, case: Case) -> None:
 )
 def decay_on_zero_grad(target: Target, evidence: Evidence, data) -> None:
     case = data.draw(target.cases(max_steps=3, events=False, late_joins=False), label="case")
-    decay = data.draw(st.sampled_from([d for d in (0.1, 0.5, 1.0, 1e-2) if d != 1.0 or "weight_decay=1" not in target.avoid]),
-                      label="weight decay")
+    decays = [d for d in (0.1, 0.5, 1.0, 1e-2) if d != 1.0 or "weight_decay=1" not in target.avoid]
+    decay = data.draw(st.sampled_from(decays), label="weight decay")
     case = with_groups(case, weight_decay=decay)
     case = dataclasses.replace(case, groups=tuple(dataclasses.replace(g, eps=g.eps or 1e-8) for g in case.groups))
     decoupled = [case.spec == "adamw" or g.decoupled_weight_decay for g in case.groups]
@@ -272,6 +282,7 @@ def _decay_on_zero_grad(target: Target, case: Case) -> None:
             if bad.any():
                 k = tuple(int(x) for x in np.argwhere(bad)[0])
                 kind = "decoupled (AdamW)" if decoupled else "coupled L2 (Adam)"
-                raise CheckFailure(f"step {t}, param {i} element {k}: {float(got[k])!r}, but {kind} decay on a zero gradient "
-                                   f"gives {float(want[k])!r} from {float(theta[k])!r} (lr={h.lr}, wd={h.weight_decay})", [case])
+                raise CheckFailure(f"step {t}, param {i} element {k}: {float(got[k])!r}, but {kind} decay on a zero "
+                                   f"gradient gives {float(want[k])!r} from {float(theta[k])!r} (lr={h.lr}, "
+                                   f"wd={h.weight_decay})", [case])
             theta = got

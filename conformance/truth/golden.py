@@ -20,19 +20,19 @@ float64.
 from __future__ import annotations
 
 import hashlib
-from importlib import resources
 import io
 import json
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from conformance import oracle
-from conformance.case import Case, CaseError, Trace
-from conformance.scenarios import SCENARIOS
+from conformance.cases.case import Case, CaseError, Trace
+from conformance.cases.scenarios import SCENARIOS
+from conformance.truth import oracle
 
 DEFAULT_DIR = Path(str(resources.files("conformance"))) / "data" / "golden"
 MANIFEST = "SHA256SUMS"
@@ -64,7 +64,7 @@ def read_scenario(directory: Path, name: str) -> tuple[str, Case, Trace]:
         raise CaseError(f"unreadable: {type(e).__name__}: {e}") from None
     if not isinstance(doc, dict) or not {"case", "trace"} <= set(doc):
         raise CaseError("malformed: the JSON has no case and trace")
-    split = lambda prefix: {k[len(prefix):]: _widen(a) for k, a in arrays.items() if k.startswith(prefix)}  # noqa: E731
+    split = lambda prefix: {k[len(prefix):]: _widen(a) for k, a in arrays.items() if k.startswith(prefix)}
     case = Case.from_json(doc["case"], split("case/"))
     trace = Trace.from_json(doc["trace"], split("trace/"))
     if len(trace.params) != len(case.params) or trace.steps != case.recorded:

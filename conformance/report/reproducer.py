@@ -14,9 +14,10 @@ import inspect
 import json
 from pathlib import Path
 
-from conformance import drive, repro_runtime
-from conformance.checks.base import INVARIANT_TOLERANCE
-from conformance.registry import KEYWORD_FEATURES
+from conformance.report import repro_runtime
+from conformance.run import drive
+from conformance.truth.budget import INVARIANT_TOLERANCE
+from conformance.vocabulary import KEYWORD_FEATURES, torch_class_name
 
 
 def factory_recipe(factory, target_name: str) -> str:
@@ -47,7 +48,7 @@ def write(directory: Path, target_name: str, target, result) -> Path:
     doc = (f"Reproducer: check {result.id} failed for {target.impl.name} (spec {target.spec}, {target.device}).\n\n"
            f"{result.statement}\n\nFailure: {failure['message']}\n\n"
            f"Run `python {result.id}.py` where torch and the target's package import. It reruns the minimal\n"
-           f"case beside torch.optim.{'AdamW' if target.spec == 'adamw' else 'Adam'}(foreach=False), prints where "
+           f"case beside {torch_class_name(target.spec)}(foreach=False), prints where "
            f"they part, and exits 1 while the target still fails.\n")
     constants = "\n".join([
         f"TARGET_NAME = {target_name!r}",

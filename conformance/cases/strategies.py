@@ -29,9 +29,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from conformance import dtypes as dt
-from conformance.case import LAYOUTS, Case, Group, Param, Step
-from conformance.registry import EDGES, FEATURES
-from conformance.spec import SPECS
+from conformance.cases.case import LAYOUTS, Case, Group, Param, Step
+from conformance.vocabulary import EDGES, FEATURES, SPECS
 
 #: Sides that are not multiples of any power of two above 1 (and 0, for empty tensors).
 SIDES = (0, 1, 3, 5, 7, 13, 31, 33, 63, 127)
@@ -40,6 +39,8 @@ LARGE = (1025, 4097)
 #: log10 bounds of the gradient scale per dtype: g² stays a normal number of the dtype
 #: (no overflow to inf, no flush to zero), with room for 4-sigma draws.
 MAGNITUDE_RANGE = {"float16": (-2, 1), "bfloat16": (-17, 17), "float32": (-17, 17), "float64": (-150, 150)}
+#: The dimensions a layout needs: at least this many (channels_last: exactly 4).
+LAYOUT_DIMS = {"contiguous": 0, "transposed": 2, "sliced": 1, "channels_last": 4}
 #: Parameter dtypes, float32 (always claimed) first.
 DTYPES = ("float32", "float64", "float16", "bfloat16", "complex64", "complex128")
 
@@ -175,7 +176,8 @@ def layouts(shape: tuple[int, ...], claims=FEATURES) -> st.SearchStrategy[str]:
     """Memory layouts that fit `shape` (contiguous only, unless noncontiguous is claimed)."""
     options = ["contiguous"]
     if "noncontiguous" in claims:
-        options += ["transposed"] * (len(shape) >= 2) + ["sliced"] * (len(shape) >= 1) + ["channels_last"] * (len(shape) == 4)
+        options += [layout for layout in LAYOUTS[1:] if LAYOUT_DIMS[layout] <= len(shape)
+                    and (layout != "channels_last" or len(shape) == 4)]
     return st.sampled_from(options)
 
 
@@ -307,14 +309,10 @@ def _lr_for(exponent: float, group_list) -> float:
 
 def _values(rs: np.random.RandomState, shape, dtype: str, scale: float = 1.0) -> np.ndarray:
     """Normal values times `scale`, exact in `dtype` (float64 / complex128 storage)."""
-    draw = lambda: rs.standard_normal(shape) * scale  # noqa: E731
+    draw = lambda: rs.standard_normal(shape) * scale
     values = dt.complex_from(draw(), draw()) if dt.is_complex(dtype) else draw()
     with np.errstate(over="ignore"):
         return dt.round_to(values, dtype)
-
-
-#: The dimensions a layout needs: at least this many (channels_last: exactly 4).
-LAYOUT_DIMS = {"contiguous": 0, "transposed": 2, "sliced": 1, "channels_last": 4}
 
 
 def cases(*, spec: str = "adam", claims=FEATURES, max_params: int = 4, max_steps: int = 8, max_groups: int = 3,
@@ -333,7 +331,8 @@ def _check_arguments(spec, claims, max_params, max_steps, max_groups, max_numel,
         raise InvalidArgument(f"spec={spec!r}: must be one of {sorted(SPECS)}")
     unknown = sorted(set(claims) - set(FEATURES))
     if unknown:
-        raise InvalidArgument(f"claims: unknown feature(s) {', '.join(map(repr, unknown))}; known: {', '.join(FEATURES)}")
+        raise InvalidArgument(f"claims: unknown feature(s) {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(FEATURES)}")
     for name, value in dict(max_params=max_params, max_steps=max_steps, max_groups=max_groups,
                             max_numel=max_numel).items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -344,10 +343,12 @@ def _check_arguments(spec, claims, max_params, max_steps, max_groups, max_numel,
     if not isinstance(plan, Plan):
         raise InvalidArgument(f"plan={plan!r}: must be a strategies.Plan")
     if plan.dtype is not None and plan.dtype not in claimed_dtypes(claims):
-        raise InvalidArgument(f"plan.dtype={plan.dtype!r}: not a dtype the claims allow ({', '.join(claimed_dtypes(claims))})")
+        raise InvalidArgument(f"plan.dtype={plan.dtype!r}: not a dtype the claims allow "
+                              f"({', '.join(claimed_dtypes(claims))})")
     for layout in (plan.layout, plan.grad_layout):
         if layout is not None and layout not in claimed_layouts(claims):
-            raise InvalidArgument(f"plan layout {layout!r}: not a layout the claims allow ({', '.join(claimed_layouts(claims))})")
+            raise InvalidArgument(f"plan layout {layout!r}: not a layout the claims allow "
+                                  f"({', '.join(claimed_layouts(claims))})")
 
 
 @st.composite

@@ -1,0 +1,126 @@
+"""The target's preflight and diagnosis, each in a process of its own under a time limit,
+so that a target that hangs or crashes there cannot take certify or pytest down.
+
+``python -m conformance.front.isolation TARGET --json PATH [--spec] [--device]
+[--without]`` is the preflight's process: exit 0 with its record written, or 2 with one
+line saying why the target cannot be certified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from conformance.front.options import build_target
+from conformance.registry import TargetError
+from conformance.run.preflight import Preflight, PreflightError
+from conformance.run.preflight import run as run_preflight
+from conformance.run.target import Target
+
+#: The least time the diagnosis gets, whatever the check time limit: it starts a process
+#: (torch's import alone takes seconds) and runs a dozen probes.
+DIAGNOSIS_TIMEOUT = 30.0
+
+
+def preflight(name: str, target: Target, without=()) -> Preflight:
+    """The preflight of the target named `name`, under the profile's time limit: a target
+    that hangs or crashes there leaves a record that says so, and the checks run with the
+    profile's limit. Raises PreflightError if the target cannot be certified."""
+    limit = target.profile.timeout
+    with tempfile.TemporaryDirectory(prefix="adam-conformance-") as scratch:
+        path = Path(scratch) / "preflight.json"
+        argv = ["-m", "conformance.front.isolation", name, "--json", str(path), "--spec", target.spec,
+                "--device", target.device, *_without(without)]
+        start = time.perf_counter()
+        try:
+            done = _python(argv, limit)
+        except subprocess.TimeoutExpired:
+            return Preflight(duration_s=limit, interrupted=f"it timed out after {limit:g} s")
+        if done.returncode == 2:
+            raise PreflightError(_last_words(done.stderr, "the preflight failed"))
+        if done.returncode != 0 or not path.exists():
+            return Preflight(duration_s=time.perf_counter() - start,
+                             interrupted=f"its process died (exit code {done.returncode})")
+        return Preflight.from_json(json.loads(path.read_text()))
+
+
+def diagnosis(name: str, target: Target, without, limit: float, out) -> dict | None:
+    """`adam-conformance diagnose` of a target that failed (the target may hang or crash):
+    its findings, or None, with what stopped it written to `out`."""
+    out.write("\ndiagnosing which known variant it implements...\n")
+    out.flush()
+    limit = max(limit, DIAGNOSIS_TIMEOUT)
+    with tempfile.TemporaryDirectory(prefix="adam-conformance-") as scratch:
+        path = Path(scratch) / "diagnosis.json"
+        argv = ["-m", "conformance", "diagnose", name, "--spec", target.spec, "--device", target.device,
+                "--json", str(path), *_without(without)]
+        try:
+            done = _python(argv, limit)
+        except subprocess.TimeoutExpired:
+            out.write(f"  no diagnosis: it ran past the {limit:g} s limit\n")
+            return None
+        if done.returncode != 0 or not path.exists():
+            out.write(f"  no diagnosis: {_last_words(done.stderr, 'the diagnosis stopped without a word')}\n")
+            return None
+        return json.loads(path.read_text())
+
+
+def _python(argv: list[str], limit: float) -> subprocess.CompletedProcess:
+    """This Python on `argv`, seeing the modules this process sees (a module:attr target
+    beside the caller imports there too)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=limit, env=env)
+
+
+def _without(features) -> list[str]:
+    return [a for feature in features for a in ("--without", feature)]
+
+
+def _last_words(stderr: str, otherwise: str) -> str:
+    lines = stderr.strip().splitlines()
+    return lines[-1].strip() if lines else otherwise
+
+
+@contextlib.contextmanager
+def workers_environment(scratch: str):
+    """What pytest's workers inherit: the caller's directory importable (module:attr targets
+    beside it), hypothesis's own files in `scratch`, not in the caller's directory."""
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "HYPOTHESIS_STORAGE_DIRECTORY")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), saved["PYTHONPATH"]]))
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(Path(scratch) / "hypothesis")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m conformance.front.isolation")
+    parser.add_argument("target")
+    parser.add_argument("--json", required=True)
+    parser.add_argument("--spec")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--without", action="append", default=[])
+    args = parser.parse_args(argv)
+    try:
+        found = run_preflight(build_target(args.target, spec=args.spec, device=args.device, without=args.without))
+    except TargetError as e:
+        print(f"{e}", file=sys.stderr)
+        return 2
+    Path(args.json).write_text(json.dumps(found.to_json()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

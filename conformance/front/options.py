@@ -1,0 +1,55 @@
+"""Command-line options turned into what they name: a `Target`, checked report paths. Any
+option that cannot be used is a `TargetError` of one line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conformance.registry import TargetError, resolve
+from conformance.run.target import Target
+from conformance.vocabulary import FEATURES, PROFILES
+
+
+def build_target(name: str, *, spec: str | None = None, profile: str = "standard", device: str = "cpu",
+                 without=()) -> Target:
+    """A Target from command-line options; TargetError (one line) for anything unusable."""
+    unknown = sorted(set(without) - set(FEATURES))
+    if unknown:
+        raise TargetError(f"unknown feature {', '.join(map(repr, unknown))} for --without; "
+                          f"known: {', '.join(FEATURES)}")
+    if profile not in PROFILES:
+        raise TargetError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise TargetError("--device cuda was asked for, but CUDA is not available on this machine "
+                              "(torch.cuda.is_available() is False)")
+    impl = resolve(name).without(without)
+    if device not in impl.devices:
+        raise TargetError(f"{impl.name} does not run on {device} (it runs on {', '.join(impl.devices)})")
+    return Target(impl, spec or impl.spec, device, PROFILES[profile])
+
+
+def writable(path: str | None, option: str) -> None:
+    """A report path an option names can be written, or TargetError (one line)."""
+    if path is None:
+        return
+    parent = Path(path).resolve().parent
+    if Path(path).is_dir():
+        raise TargetError(f"{option} {path}: is a directory; give a file path")
+    if not parent.is_dir():
+        raise TargetError(f"{option} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
+        raise TargetError(f"{option} {path}: not writable")
+
+
+def writable_dir(path: Path) -> None:
+    """A directory an option names exists (it is made) and can be written, or TargetError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TargetError(f"--repro-dir {path}: cannot create it ({e.strerror})") from None
+    if not os.access(path, os.W_OK):
+        raise TargetError(f"--repro-dir {path}: not writable")

@@ -1,0 +1,63 @@
+"""The environment a certificate holds for: versions, the device and its GPU, and the
+header lines of every report (the target, its claims, the spec, the profile, the seed, what
+the preflight found)."""
+
+from __future__ import annotations
+
+import platform
+
+from conformance.run.target import Target
+from conformance.vocabulary import FEATURES, torch_class_name
+
+
+def environment(target: Target) -> dict:
+    """Versions and hardware the certificate holds for."""
+    import hypothesis
+    import numpy
+    import torch
+
+    env = dict(python=platform.python_version(), platform=platform.platform(), torch=torch.__version__,
+               numpy=numpy.__version__, hypothesis=hypothesis.__version__, device=target.device)
+    try:
+        import triton
+
+        env["triton"] = triton.__version__
+    except ImportError:
+        pass
+    if target.device == "cuda":
+        env["gpu"] = torch.cuda.get_device_name()
+        env["cuda"] = torch.version.cuda
+        env["driver"] = _nvidia_driver()
+    return env
+
+
+def _nvidia_driver() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def describe_environment(target: Target, seed: int, preflight=None, skipped=()) -> list[str]:
+    """Header lines: the target, what it claims, the spec, versions, device, profile and seed;
+    then what the preflight found, and the checks skipped on request."""
+    env = environment(target)
+    claims = sorted(target.claims)
+    missing = [f for f in FEATURES if f not in target.claims]
+    device = target.device + (f" ({env['gpu']}, CUDA {env['cuda']}, driver {env['driver']})" if "gpu" in env else "")
+    return [
+        f"target {target.impl.name}: {target.impl.description}".rstrip(": "),
+        f"claims {', '.join(claims) or 'nothing optional'}"
+        + (f"; not claimed: {', '.join(missing)}" if missing else ""),
+        f"spec {target.spec} ({torch_class_name(target.spec)}), device {device}",
+        f"torch {env['torch']}, python {env['python']}, numpy {env['numpy']}, hypothesis {env['hypothesis']}"
+        + (f", triton {env['triton']}" if "triton" in env else ""),
+        f"profile {target.profile.name} ({target.profile.examples} examples per check, after the covering ones), "
+        f"seed {seed}",
+        *(preflight.lines() if preflight else []),
+        *([f"skipped on request: {', '.join(skipped)}"] if skipped else []),
+    ]

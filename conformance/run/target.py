@@ -1,0 +1,63 @@
+"""What is certified: an implementation bound to the spec it is held to, the device, the
+profile (how hard to look), and what the preflight found it rejects."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import strategies as st
+
+from conformance.cases import strategies
+from conformance.cases.case import Case, Trace
+from conformance.registry import Implementation
+from conformance.run import reference, runner
+from conformance.truth import budget
+from conformance.vocabulary import EDGES, PROFILES, Profile
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """An implementation, the spec it is certified against, the device, and the profile.
+
+    ``avoid`` holds what the preflight found the target rejects though it claims it: a
+    feature, or an edge of the valid range (`vocabulary.EDGES`). contract.accepts-valid
+    fails on them; every other check draws around them. ``plan`` forces the branches of
+    the Cases drawn (see `strategies.covering_plans`).
+    """
+
+    impl: Implementation
+    spec: str
+    device: str = "cpu"
+    profile: Profile = PROFILES["standard"]
+    avoid: frozenset[str] = frozenset()
+    plan: strategies.Plan = strategies.FREE
+
+    @property
+    def claims(self) -> frozenset[str]:
+        """The features the checks draw: the claims, less those the target rejects."""
+        return self.impl.claims - self.avoid
+
+    def cases(self, **overrides) -> st.SearchStrategy[Case]:
+        """Cases within the target's claims and spec, off the edges it rejects, sized by the
+        profile and taking the plan's branches."""
+        kw = dict(spec=self.spec, claims=self.claims, max_steps=self.profile.max_steps,
+                  max_numel=self.profile.max_numel, large=self.profile.large, avoid=self.avoid & set(EDGES),
+                  plan=self.plan)
+        kw.update(overrides)
+        return strategies.cases(**kw)
+
+    def accepts(self, case: Case) -> bool:
+        """Whether `case` stays within what the target claims and does not reject."""
+        return not (case.features() - self.claims or case.edges() & self.avoid)
+
+    def run(self, case: Case) -> Trace:
+        return runner.run(self.impl, case, self.device)
+
+    def torch(self) -> Target:
+        """torch's single-tensor path in the target's place."""
+        return dataclasses.replace(self, impl=reference.single_tensor(self.spec))
+
+    def references(self, case: Case) -> list[Trace]:
+        """torch's single-tensor runs that set the error budget for `case`."""
+        torch_path = reference.single_tensor(self.spec)
+        return [runner.run(torch_path, c, self.device) for c in budget.reference_cases(case)]
