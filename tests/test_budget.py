@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.cases.case import Case, Group, Param, Step, Trace
+from conformance.cases.case import Case, Group, Param, Step
+from conformance.cases.trace import Trace
 from conformance.truth import budget
 
 EPS32 = 2.0**-23

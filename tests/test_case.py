@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conformance.cases.case import Case, CaseError, Group, Param, Step, Trace
+from conformance.cases.case import Case, CaseError, Group, Param, Step
 from conformance.cases.scenarios import SCENARIOS
+from conformance.cases.trace import Trace
 from conformance.truth import golden
 
 SCENARIO_NAMES = sorted(SCENARIOS)

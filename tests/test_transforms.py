@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from conformance.cases import transforms
-from conformance.cases.case import Case, Group, Param, Step, Trace
+from conformance.cases.case import Case, Group, Param, Step
+from conformance.cases.trace import Trace
 from conformance.truth import oracle
 
 

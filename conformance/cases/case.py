@@ -1,4 +1,4 @@
-"""Case and Trace: what a run is given and what it produced, as pure data.
+"""Case: what a run is given, as pure data (what it produced is a `trace.Trace`).
 
 A `Case` fully describes one optimization run: every parameter (shape, dtype, memory
 layout of the parameter and, independently, of its gradient, initial values), the
@@ -8,11 +8,7 @@ trip into a fresh optimizer, directly or through ``torch.save`` /
 ``torch.load(weights_only=True)``; ``zero_grad``; a group joining through
 ``add_param_group``). A closed-loop Case takes its gradients from an objective instead.
 
-A `Trace` holds every parameter and optimizer state tensor after every recorded step,
-plus what the run observed (exceptions; a parameter whose storage, dtype, shape or
-strides changed; a gradient the optimizer wrote to).
-
-Both serialise to JSON metadata plus named numpy arrays, without pickle. Values are
+A Case serialises to JSON metadata plus named numpy arrays, without pickle. Values are
 float64 / complex128 arrays holding values exactly representable in the case's dtypes.
 """
 
@@ -20,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
@@ -241,11 +238,11 @@ class Case:
     @classmethod
     def from_json(cls, meta: Mapping, arrays: Mapping[str, np.ndarray]) -> Case:
         """Rebuild a Case; raises CaseError naming what is wrong with malformed input."""
-        _check_format(meta, "case")
+        check_format(meta, "case")
         try:
             params = tuple(
                 Param(
-                    init=_array(arrays, f"init/{i}", p["shape"]),
+                    init=named_array(arrays, f"init/{i}", p["shape"]),
                     dtype=p["dtype"],
                     layout=p["layout"],
                     grad_layout=p["grad_layout"],
@@ -267,8 +264,8 @@ class Case:
             if meta["objective"] is not None:
                 objective = Objective(
                     kind=meta["objective"]["kind"],
-                    inputs=_array(arrays, "objective/inputs"),
-                    targets=_array(arrays, "objective/targets"),
+                    inputs=named_array(arrays, "objective/inputs"),
+                    targets=named_array(arrays, "objective/targets"),
                 )
             return cls(
                 spec=meta["spec"],
@@ -310,7 +307,7 @@ def fingerprint(meta: Mapping, arrays: Mapping[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def _check_format(meta, what: str) -> None:
+def check_format(meta, what: str) -> None:
     if not isinstance(meta, Mapping) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, Mapping) else type(meta).__name__
         raise CaseError(f"unsupported {what} format {found!r} (expected {FORMAT})")
@@ -330,7 +327,7 @@ def _group_from_json(d: Mapping) -> Group:
     return Group(**d)
 
 
-def _array(arrays: Mapping[str, np.ndarray], name: str, shape=None) -> np.ndarray:
+def named_array(arrays: Mapping[str, np.ndarray], name: str, shape=None) -> np.ndarray:
     if name not in arrays:
         raise CaseError(f"malformed case: array {name!r} is missing")
     a = np.asarray(arrays[name])
@@ -340,62 +337,73 @@ def _array(arrays: Mapping[str, np.ndarray], name: str, shape=None) -> np.ndarra
 
 
 def _validate(case: Case) -> None:
-    def bad(msg: str):
-        raise CaseError(f"invalid case{' ' + repr(case.name) if case.name else ''}: {msg}")
+    """Raise CaseError naming the first inconsistency of `case`."""
+    for problem in itertools.chain(_param_problems(case), _group_problems(case), _step_problems(case),
+                                   _run_problems(case)):
+        raise CaseError(f"invalid case{' ' + repr(case.name) if case.name else ''}: {problem}")
 
+
+def _param_problems(case: Case) -> Iterator[str]:
     if case.spec not in SPECS:
-        bad(f"spec {case.spec!r} is not one of {sorted(SPECS)}")
-    n = len(case.params)
+        yield f"spec {case.spec!r} is not one of {sorted(SPECS)}"
     for i, p in enumerate(case.params):
         if p.dtype not in dtypes.ALL:
-            bad(f"param {i} has unknown dtype {p.dtype!r}")
+            yield f"param {i} has unknown dtype {p.dtype!r}"
+            continue
         for layout in (p.layout, p.grad_layout):
             if layout not in LAYOUTS:
-                bad(f"param {i} has unknown layout {layout!r}; known: {LAYOUTS}")
-            if not _layout_fits(layout, p.shape):
-                bad(f"param {i}: layout {layout!r} does not fit shape {p.shape}")
+                yield f"param {i} has unknown layout {layout!r}; known: {LAYOUTS}"
+            elif not _layout_fits(layout, p.shape):
+                yield f"param {i}: layout {layout!r} does not fit shape {p.shape}"
         if not _holds(p.init, p.shape, p.dtype):
-            bad(f"param {i}: initial values are not {dtypes.storage(p.dtype).__name__} values exact in {p.dtype}")
-    owners = sorted(i for g in case.groups for i in g.params)
-    if owners != list(range(n)):
-        bad("every parameter must belong to exactly one group")
+            yield f"param {i}: initial values are not {dtypes.storage(p.dtype).__name__} values exact in {p.dtype}"
+
+
+def _group_problems(case: Case) -> Iterator[str]:
+    if sorted(i for g in case.groups for i in g.params) != list(range(len(case.params))):
+        yield "every parameter must belong to exactly one group"
     if not case.groups or case.groups[0].added_at != 1:
-        bad("the first group must be given to the constructor (added_at=1)")
+        yield "the first group must be given to the constructor (added_at=1)"
     for j, g in enumerate(case.groups):
         if not 1 <= g.added_at <= max(1, len(case.steps)):
-            bad(f"group {j} joins at step {g.added_at}, outside 1..{len(case.steps)}")
+            yield f"group {j} joins at step {g.added_at}, outside 1..{len(case.steps)}"
         if g.tensor_lr and not dtypes.representable(g.lr, "float32"):
-            bad(f"group {j}: a tensor lr is float32, and {g.lr!r} is not a float32 value")
+            yield f"group {j}: a tensor lr is float32, and {g.lr!r} is not a float32 value"
+
+
+def _step_problems(case: Case) -> Iterator[str]:
+    n = len(case.params)
     for t, s in enumerate(case.steps, start=1):
         if case.objective is None and len(s.grads) != n:
-            bad(f"step {t} has {len(s.grads)} gradients for {n} parameters")
+            yield f"step {t} has {len(s.grads)} gradients for {n} parameters"
         if case.objective is not None and s.grads:
-            bad(f"step {t} gives gradients, but a closed-loop case takes them from its objective")
-        for i, grad in enumerate(s.grads):
-            if grad is None:
-                continue
-            p = case.params[i]
-            if not _holds(grad, p.shape, p.dtype):
-                bad(f"step {t}: the gradient of param {i} is not a {p.shape} array of {p.dtype} values")
-        for event in s.events:
-            if event not in EVENTS:
-                bad(f"step {t}: unknown event {event!r}; known: {EVENTS}")
+            yield f"step {t} gives gradients, but a closed-loop case takes them from its objective"
+        for i, grad in enumerate(s.grads[:n]):
+            if grad is not None and not _holds(grad, case.params[i].shape, case.params[i].dtype):
+                yield f"step {t}: the gradient of param {i} is not a {case.params[i].shape} array of " \
+                      f"{case.params[i].dtype} values"
+        yield from (f"step {t}: unknown event {event!r}; known: {EVENTS}" for event in s.events if event not in EVENTS)
         for g, key, value in s.set:
             if key not in SETTABLE or not 0 <= g < len(case.groups):
-                bad(f"step {t}: cannot set {key!r} of group {g}")
-            if key == "lr" and case.groups[g].tensor_lr and not dtypes.representable(value, "float32"):
-                bad(f"step {t}: a tensor lr is float32, and {value!r} is not a float32 value")
+                yield f"step {t}: cannot set {key!r} of group {g}"
+            elif key == "lr" and case.groups[g].tensor_lr and not dtypes.representable(value, "float32"):
+                yield f"step {t}: a tensor lr is float32, and {value!r} is not a float32 value"
+
+
+def _run_problems(case: Case) -> Iterator[str]:
+    """The objective of a closed loop, and the steps recorded."""
     if case.objective is not None:
         if case.objective.kind not in OBJECTIVES:
-            bad(f"unknown objective {case.objective.kind!r}; known: {OBJECTIVES}")
+            yield f"unknown objective {case.objective.kind!r}; known: {OBJECTIVES}"
         shapes = [p.shape for p in case.params]
         x, y = case.objective.inputs, case.objective.targets
         if len(shapes) != 4 or shapes[0] != (shapes[1][0], x.shape[1]) or shapes[2] != (y.shape[1], shapes[0][0]) \
                 or shapes[3] != (y.shape[1],):
-            bad("an mlp-mse objective needs params (W1 [H, D_in], b1 [H], W2 [D_out, H], b2 [D_out])")
-    if case.record is not None and (not case.record or any(not 1 <= t <= len(case.steps) for t in case.record)
-                                    or list(case.record) != sorted(set(case.record))):
-        bad(f"record must list increasing steps within 1..{len(case.steps)}")
+            yield "an mlp-mse objective needs params (W1 [H, D_in], b1 [H], W2 [D_out, H], b2 [D_out])"
+    record = case.record
+    if record is not None and (not record or any(not 1 <= t <= len(case.steps) for t in record)
+                               or list(record) != sorted(set(record))):
+        yield f"record must list increasing steps within 1..{len(case.steps)}"
 
 
 def _holds(values, shape: tuple[int, ...], dtype: str) -> bool:
@@ -411,88 +419,3 @@ def _layout_fits(layout: str, shape: tuple[int, ...]) -> bool:
         "sliced": len(shape) >= 1,
         "channels_last": len(shape) == 4,
     }[layout]
-
-
-# -- Trace -----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Observation:
-    """Something a run noticed about the optimizer's behaviour, beside the numbers."""
-
-    step: int
-    param: int | None
-    kind: str  # see KINDS
-    detail: str
-
-    def __str__(self) -> str:
-        where = f"step {self.step}" + ("" if self.param is None else f", param {self.param}")
-        return f"{where}: {self.detail}"
-
-
-KINDS = (
-    "grad-modified",  # the optimizer wrote into a gradient
-    "grad-removed",  # the optimizer set a gradient to None
-    "param-replaced",  # a parameter's storage, dtype, shape or strides changed
-    "closure",  # step(closure) did not call the closure once or did not return its loss
-    "global-state",  # the optimizer changed torch's global state (default dtype, grad mode, RNG)
-)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Trace:
-    """What a run produced.
-
-    ``params[i]`` is an array [len(steps), *shape] of parameter i after each recorded
-    step; ``state[i]`` maps each state key (exp_avg, exp_avg_sq, max_exp_avg_sq, step)
-    the same way (absent state reads as zeros, step 0). ``losses`` holds a closed loop's
-    loss before every step. ``error`` is the exception that stopped the run, if any.
-    """
-
-    steps: tuple[int, ...]
-    params: tuple[np.ndarray, ...]
-    state: tuple[Mapping[str, np.ndarray], ...]
-    losses: np.ndarray | None = None
-    observations: tuple[Observation, ...] = ()
-    error: str | None = None
-
-    def to_json(self) -> tuple[dict, dict[str, np.ndarray]]:
-        arrays = {f"param/{i}": a for i, a in enumerate(self.params)}
-        for i, state in enumerate(self.state):
-            arrays.update({f"state/{i}/{k}": a for k, a in state.items()})
-        if self.losses is not None:
-            arrays["losses"] = self.losses
-        meta = dict(
-            format=FORMAT,
-            steps=list(self.steps),
-            state_keys=[sorted(s) for s in self.state],
-            losses=self.losses is not None,
-            observations=[dataclasses.asdict(o) for o in self.observations],
-            error=self.error,
-        )
-        return meta, arrays
-
-    @classmethod
-    def from_json(cls, meta: Mapping, arrays: Mapping[str, np.ndarray]) -> Trace:
-        _check_format(meta, "trace")
-        try:
-            n = len(meta["steps"])
-            params = tuple(_array(arrays, f"param/{i}") for i in range(len(meta["state_keys"])))
-            state = tuple({k: _array(arrays, f"state/{i}/{k}") for k in keys}
-                          for i, keys in enumerate(meta["state_keys"]))
-            for i, (p, s) in enumerate(zip(params, state)):
-                for name, a in [("param", p), *s.items()]:
-                    if len(a) != n:
-                        raise CaseError(f"malformed trace: {name} of param {i} has {len(a)} snapshots for {n} steps")
-            return cls(
-                steps=tuple(meta["steps"]),
-                params=params,
-                state=state,
-                losses=_array(arrays, "losses") if meta["losses"] else None,
-                observations=tuple(Observation(**o) for o in meta["observations"]),
-                error=meta["error"],
-            )
-        except CaseError:
-            raise
-        except (KeyError, TypeError, ValueError) as e:
-            raise CaseError(f"malformed trace: {type(e).__name__}: {e}") from None

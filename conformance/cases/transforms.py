@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from conformance.cases.case import Case, Param, Step, Trace
+from conformance.cases.case import Case, Param, Step
+from conformance.cases.trace import Trace
 from conformance.dtypes import complex_from
 
 Back = Callable[[Trace], Trace]

@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from conformance.cases.case import Case, Trace
+from conformance.cases.case import Case
+from conformance.cases.trace import Trace
 from conformance.checks.catalogue import CheckFailure, Evidence
 from conformance.dtypes import components
 from conformance.run.target import Target

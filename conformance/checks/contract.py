@@ -9,7 +9,8 @@ import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from conformance.cases.case import Case, Trace
+from conformance.cases.case import Case
+from conformance.cases.trace import Trace
 from conformance.checks.assertions import and_more, completed, holds, within_budget
 from conformance.checks.catalogue import CheckFailure, Evidence, check
 from conformance.run import preflight

@@ -13,7 +13,8 @@ import contextlib
 import numpy as np
 import torch
 
-from conformance.cases.case import Case, Observation, Trace
+from conformance.cases.case import Case
+from conformance.cases.trace import Observation, Trace
 from conformance.dtypes import components
 from conformance.registry import Implementation
 from conformance.run.drive import drive

@@ -8,7 +8,8 @@ import dataclasses
 from hypothesis import strategies as st
 
 from conformance.cases import strategies
-from conformance.cases.case import Case, Trace
+from conformance.cases.case import Case
+from conformance.cases.trace import Trace
 from conformance.registry import Implementation
 from conformance.run import reference, runner
 from conformance.truth import budget

@@ -60,7 +60,8 @@ import dataclasses
 import numpy as np
 
 from conformance import dtypes
-from conformance.cases.case import Case, Trace
+from conformance.cases.case import Case
+from conformance.cases.trace import Trace
 from conformance.dtypes import components
 
 FACTOR = 4.0

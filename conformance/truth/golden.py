@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance.cases.case import Case, CaseError, Trace
+from conformance.cases.case import Case, CaseError
 from conformance.cases.scenarios import SCENARIOS
+from conformance.cases.trace import Trace
 from conformance.truth import oracle
 
 DEFAULT_DIR = Path(str(resources.files("conformance"))) / "data" / "golden"

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformance.cases.case import Case, Trace
+from conformance.cases.case import Case
+from conformance.cases.trace import Trace
 from conformance.dtypes import complex_from, components
 from conformance.spec import BY_NAME, Spec
 
