@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 
-from conformance.vocabulary import BEHAVIOURS, DEVICES, FEATURES, KEYWORD_FEATURES, SPECS
+from conformance.vocabulary import BEHAVIOURS, DEFAULT_CLAIMS, DEVICES, FEATURES, KEYWORD_FEATURES, SPECS
 
 GROUP = "adam_conformance.implementations"
 #: Keywords every target must accept: without them it has no Adam constructor form.
@@ -52,7 +52,7 @@ class Implementation:
     factory: Callable
     description: str = ""
     spec: str = "adam"
-    claims: frozenset[str] = frozenset(FEATURES)
+    claims: frozenset[str] = frozenset(DEFAULT_CLAIMS)
     devices: tuple[str, ...] = DEVICES
     #: Claims made by default, not declared: behaviours a plain callable's signature cannot
     #: show. The preflight drops those the target rejects (with a note) instead of failing.

@@ -15,8 +15,9 @@ SPECS = ("adam", "adamw")
 TORCH_CLASSES = {"adam": "Adam", "adamw": "AdamW"}
 DEVICES = ("cpu", "cuda")
 
-#: Features an implementation may claim. The first four are constructor keywords;
-#: the rest are behaviours a signature cannot show, claimed unless disclaimed.
+#: Features an implementation may claim. The first four are constructor keywords; then
+#: behaviours a signature cannot show, claimed unless disclaimed; then promises a GPU
+#: implementation declares, checked on CUDA only (checks/cuda.py), never claimed by default.
 KEYWORD_FEATURES = ("weight_decay", "decoupled_weight_decay", "amsgrad", "maximize")
 BEHAVIOURS = (
     "complex",  # complex64/complex128 parameters, treated as view_as_real
@@ -30,7 +31,13 @@ BEHAVIOURS = (
     "zero_dim",  # 0-d parameters
     "empty",  # parameters with no elements
 )
-FEATURES = KEYWORD_FEATURES + BEHAVIOURS
+DECLARED = (
+    "capturable",  # step() can be captured in a CUDA graph and replayed (torch's capturable=True)
+    "allocation_free",  # step() allocates no device memory after the first step
+)
+FEATURES = KEYWORD_FEATURES + BEHAVIOURS + DECLARED
+#: What an implementation claims unless it says otherwise.
+DEFAULT_CLAIMS = KEYWORD_FEATURES + BEHAVIOURS
 #: Edges of the valid range that torch accepts and a target might reject: each name is
 #: (hyperparameter, value). A target that rejects one fails contract.accepts-valid, and
 #: every other check draws around it.

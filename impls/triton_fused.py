@@ -60,28 +60,35 @@ class TritonAdam(AdamBase):
                 for name, t in zip(("param", "grad", "exp_avg", "exp_avg_sq", "max"), (p, g, m, v, *vmax)):
                     tensors[name].append(t)
                 finishers.append(finish)
-            _launch(part.hp, tensors, part.steps, part.params[0].device, part.params[0].dtype)
+            device = part.params[0].device
+            _launch(part.hp, tensors, part.steps, self.blocks([t.numel() for t in tensors["param"]], device), device,
+                    part.params[0].dtype)
             for finish in finishers:
                 finish()
 
+    def blocks(self, numels: list[int], device) -> list[tuple[int, int]]:
+        """The launch grid: (tensor, first element) of each block of BLOCK elements, the last
+        block of each tensor partial."""
+        return [(i, start) for i, n in enumerate(numels) for start in range(0, n, BLOCK)]
 
-def _launch(hp: Hyper, tensors: dict[str, list[Tensor]], steps: list[int], device, dtype) -> None:
-    """One kernel launch over every tensor in `tensors` (all of one device and dtype)."""
+
+def _launch(hp: Hyper, tensors: dict[str, list[Tensor]], steps: list[int], blocks: list[tuple[int, int]], device,
+            dtype) -> None:
+    """One kernel launch over every tensor in `tensors` (all of one device and dtype), a
+    program per block of `blocks`."""
     as_table = lambda xs, dt: torch.tensor(xs, dtype=dt, device=device)
     pointers = {name: as_table([t.data_ptr() for t in ts], torch.int64) for name, ts in tensors.items()}
     numels = [t.numel() for t in tensors["param"]]
-    block_tensor = [i for i, n in enumerate(numels) for _ in range(0, n, BLOCK)]
-    block_start = [s for n in numels for s in range(0, n, BLOCK)]
     mode, decay = hp.decay()
-    triton_kernel.adam_kernel[(len(block_tensor),)](
+    triton_kernel.adam_kernel[(len(blocks),)](
         pointers["param"],
         pointers["grad"],
         pointers["exp_avg"],
         pointers["exp_avg_sq"],
         pointers.get("max", pointers["param"]),
         as_table(numels, torch.int64),
-        as_table(block_tensor, torch.int32),
-        as_table(block_start, torch.int64),
+        as_table([i for i, _ in blocks], torch.int32),
+        as_table([start for _, start in blocks], torch.int64),
         as_table([-hp.lr / (1 - hp.beta1**t) for t in steps], torch.float64),
         as_table([(1 - hp.beta2**t) ** 0.5 for t in steps], torch.float64),
         as_table([decay, 1 - hp.beta1, hp.beta2, 1 - hp.beta2, hp.eps], torch.float64),

@@ -1,13 +1,14 @@
 """The kill matrix: every mutant of the zoo through every check, with the time each took.
 
-    .venv/bin/python -m tests.kill_matrix [--profile quick] [-n WORKERS] [--json PATH]
+    .venv/bin/python -m tests.kill_matrix [--profile quick] [-n WORKERS] [--json PATH] [--device cuda]
 
 prints the matrix (mutants by checks: the seconds a check took to catch the mutant, `.`
 where it passed, `-` where it was skipped), each check's unique kills, the verdict on
 each correct-but-different implementation (a false alarm is a failure too), and a
 summary: mutants killed, the median and worst time-to-kill (the fastest check that
 catches a mutant), and the profile's total time for the zoo. Exit 1 if a mutant
-survives or a correct implementation is rejected.
+survives or a correct implementation is rejected. With ``--device cuda`` it runs the CUDA
+zoo (tests/cuda_mutants.py) on the GPU instead.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from conformance.registry import Implementation
 from conformance.run import preflight
 from conformance.run.target import Target
 from conformance.vocabulary import PROFILES
-from tests import mutants
+from tests import cuda_mutants, mutants
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,20 +77,30 @@ PLACES = {
                                         "property; it found Triton's bfloat16 subnormal bug in this project"),
     "invariant.decay-on-zero-grad": Place(mutants.SkipsAllZeroGradients, "reference-free closed form of the "
                                           "decay, the one point where Adam and AdamW part most"),
+    "cuda.graph-replay": Place(cuda_mutants.HostStepCounter),
+    "cuda.no-host-sync": Place(cuda_mutants.LrBakedIntoGraph, "names the cause: cuda.graph-replay sees a host read "
+                               "as a value baked in at capture; this check sees the synchronisation, with no graph"),
+    "cuda.no-allocation": Place(cuda_mutants.TemporariesInStep),
 }
+#: The zoo of each device: the mutants, then the correct-but-different implementations.
+ZOOS = {"cpu": (mutants.MUTANTS, mutants.CORRECT), "cuda": (cuda_mutants.MUTANTS, cuda_mutants.CORRECT)}
 
 
-def target_of(cls, profile: str) -> Target:
-    """The implementation as certify takes it: a plain class, through the preflight."""
-    impl = Implementation.from_callable(cls.__name__, mutants.factory(cls), spec=mutants.spec_of(cls),
-                                        description=(cls.__doc__ or "").strip())
-    target = Target(impl, impl.spec, "cpu", PROFILES[profile])
+def target_of(cls, profile: str, device: str = "cpu") -> Target:
+    """The implementation as certify takes it: a plain class, through the preflight (a CUDA
+    mutant with the claims it declares)."""
+    if device == "cuda":
+        impl = cuda_mutants.implementation(cls)
+    else:
+        impl = Implementation.from_callable(cls.__name__, mutants.factory(cls), spec=mutants.spec_of(cls),
+                                            description=(cls.__doc__ or "").strip())
+    target = Target(impl, impl.spec, device, PROFILES[profile])
     return preflight.run(target).apply(target)
 
 
-def row(cls, profile: str = "quick") -> dict[str, tuple[str, float, str]]:
+def row(cls, profile: str = "quick", device: str = "cpu") -> dict[str, tuple[str, float, str]]:
     """check id -> (outcome: killed | passed | skipped, seconds, message) for one implementation."""
-    target = target_of(cls, profile)
+    target = target_of(cls, profile, device)
     out = {}
     for check_id, chk in CATALOGUE.items():
         if chk.unmet(target):
@@ -121,12 +132,12 @@ def killers(cells: dict) -> set[str]:
 
 
 def _row_by_name(args):
-    name, profile = args
-    return name, row(getattr(mutants, name), profile)
+    name, profile, device = args
+    return name, row(getattr(cuda_mutants if device == "cuda" else mutants, name), profile, device)
 
 
-def matrix(classes, profile: str = "quick", workers: int = 1) -> dict[str, dict]:
-    jobs = [(cls.__name__, profile) for cls in classes]
+def matrix(classes, profile: str = "quick", workers: int = 1, device: str = "cpu") -> dict[str, dict]:
+    jobs = [(cls.__name__, profile, device) for cls in classes]
     if workers <= 1:
         return dict(map(_row_by_name, jobs))
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -163,7 +174,10 @@ def render(result: dict, correct: dict) -> str:
         lines.append(f"{name:{width}s} " + " ".join(marks) + f"  {'SURVIVED' if ttk is None else f'{ttk:.2f} s'}")
     lines += ["", "unique kills (mutants only that check catches), else why the check is a second line:"]
     for check_id, names in unique_kills(result).items():
-        lines.append(f"  {check_id:34s} {', '.join(names) or 'second line: ' + PLACES[check_id].reason}")
+        place, device = PLACES[check_id], CATALOGUE[check_id].device
+        why = (f"second line: {place.reason}" if place.reason else
+               f"{device.upper()} only: see --device {device}" if device else "no unique kill in this zoo")
+        lines.append(f"  {check_id:34s} {', '.join(names) or why}")
     lines += ["", "correct but different (each must be certified):"]
     for name, cells in correct.items():
         rejected = sorted(killers(cells))
@@ -186,11 +200,13 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", choices=list(PROFILES), default="quick")
     parser.add_argument("-n", dest="workers", type=int, default=1)
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--device", choices=list(ZOOS), default="cpu")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    everything = matrix(mutants.MUTANTS + mutants.CORRECT, args.profile, args.workers)
-    result = {m.__name__: everything[m.__name__] for m in mutants.MUTANTS}
-    correct = {c.__name__: everything[c.__name__] for c in mutants.CORRECT}
+    zoo, right = ZOOS[args.device]
+    everything = matrix(zoo + right, args.profile, args.workers, args.device)
+    result = {m.__name__: everything[m.__name__] for m in zoo}
+    correct = {c.__name__: everything[c.__name__] for c in right}
     print(render(result, correct))
     print("\n" + summary(result, correct, time.perf_counter() - start))
     if args.json:

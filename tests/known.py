@@ -11,9 +11,16 @@ tests/test_torch_deviations.py shows each on its minimal Case.
 
 from __future__ import annotations
 
+import os
+
 #: The built-in implementations, as registered; each has an AdamW form, NAME-adamw.
 BASE = ("eager", "foreach", "compiled", "triton", "torch", "torch-foreach", "torch-fused")
 BUILTINS = BASE + tuple(f"{name}-adamw" for name in BASE)
+#: Those that run on CUDA only.
+CUDA_BUILTINS = ("torch-capturable", "torch-capturable-adamw")
+#: The device the device-aware tests run on: set ADAM_CONFORMANCE_DEVICE=cuda on a GPU
+#: (.ci/gpu-gate does).
+DEVICE = os.environ.get("ADAM_CONFORMANCE_DEVICE", "cpu")
 
 KNOWN_FAILURES = {
     ("test_passes_every_check_it_claims", "torch-fused", "contract.non-finite"):

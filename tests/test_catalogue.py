@@ -1,6 +1,7 @@
 """The whole check catalogue against every built-in implementation and torch's own paths.
 
-At the standard profile (set ADAM_CONFORMANCE_PROFILE to change it). torch's fused path
+At the standard profile (set ADAM_CONFORMANCE_PROFILE to change it), on the CPU (set
+ADAM_CONFORMANCE_DEVICE=cuda to run it on a GPU). torch's fused path
 is certified without `noncontiguous`: with a gradient laid out unlike its parameter it
 is wrong, which tests/test_torch_deviations.py shows on its minimal Case.
 """
@@ -15,7 +16,7 @@ from conformance import resolve
 from conformance.checks import CATALOGUE, CheckSkipped, run_check
 from conformance.run.target import Target
 from conformance.vocabulary import PROFILES
-from tests.known import BUILTINS
+from tests.known import BUILTINS, CUDA_BUILTINS, DEVICE
 
 PROFILE = PROFILES[os.environ.get("ADAM_CONFORMANCE_PROFILE", "standard")]
 
@@ -24,13 +25,15 @@ def target(name: str) -> Target:
     impl = resolve(name)
     if name.startswith("torch-fused"):
         impl = impl.without(["noncontiguous"])
-    return Target(impl, impl.spec, "cpu", PROFILE)
+    return Target(impl, impl.spec, DEVICE, PROFILE)
 
 
 @pytest.mark.parametrize("check_id", sorted(CATALOGUE))
-@pytest.mark.parametrize("name", BUILTINS)
+@pytest.mark.parametrize("name", BUILTINS + CUDA_BUILTINS)
 def test_passes_every_check_it_claims(name, check_id):
     chk, tgt = CATALOGUE[check_id], target(name)
+    if DEVICE not in tgt.impl.devices:
+        pytest.skip(f"{name} runs on {', '.join(tgt.impl.devices)} only")
     if chk.unmet(tgt):
         pytest.skip(f"{name}: {chk.unmet(tgt)}")
     try:
@@ -45,7 +48,8 @@ def test_every_check_has_a_stable_id_a_statement_and_known_needs():
     assert len(CATALOGUE) >= 18
     for check_id, chk in CATALOGUE.items():
         kind, _, name = check_id.partition(".")
-        assert kind in ("parity", "invariant", "contract") and name and name == name.lower()
+        assert kind in ("parity", "invariant", "contract", "cuda") and name and name == name.lower()
+        assert (kind == "cuda") == (chk.device == "cuda")
         assert chk.statement.endswith(".") and len(chk.statement) > 30
         assert chk.needs <= set(FEATURES) | set(EDGES)
 

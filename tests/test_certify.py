@@ -122,9 +122,13 @@ def test_a_conformant_target_exits_0_and_touches_nothing_but_its_reports(workdir
     assert "target eager" in out and "spec adam" in out and "profile quick" in out and "seed 0" in out
     assert f"[{len(CATALOGUE)}/{len(CATALOGUE)}]" in out and "CONFORMANT: eager behaves like torch.optim.Adam" in out
     doc = _report(workdir / "report.json")
-    assert doc["verdict"] == "conformant" and set(_statuses(doc).values()) == {"passed"}
+    cuda_only = {c["id"]: c["reason"] for c in doc["checks"] if c["id"].startswith("cuda.")}
+    assert set(cuda_only.values()) == {"CUDA only: certify with --device cuda"}  # skipped, saying why
+    assert doc["verdict"] == "conformant" and {_statuses(doc)[c] for c in cuda_only} == {"skipped"}
+    assert set(_statuses(doc).values()) == {"passed", "skipped"}
     assert doc["diagnosis"] is None and "diagnos" not in out
-    assert doc["summary"] == {"passed": len(CATALOGUE), "failed": 0, "skipped": 0, "error": 0}
+    assert doc["summary"] == {"passed": len(CATALOGUE) - len(cuda_only), "failed": 0, "skipped": len(cuda_only),
+                              "error": 0}
     trajectory = next(c for c in doc["checks"] if c["id"] == "parity.trajectory")
     assert trajectory["parity"]["budget"] > 0 and trajectory["parity"]["torch_error"] is not None
     cases = ET.parse(workdir / "junit.xml").getroot().iter("testcase")
@@ -257,7 +261,7 @@ def test_skip_certifies_everything_but_the_checks_named(workdir):
 BAD_INPUT = {
     "report in a missing directory": (["eager", "--json", "no/such/dir/report.json"], "does not exist"),
     "report path is a directory": (["eager", "--junit", "."], "is a directory"),
-    "cuda without CUDA": (["eager", "--device", "cuda"], "CUDA is not available"),
+    "cuda without CUDA": (["eager", "--device", "cuda"], "must not pass by skipping"),
     "unknown --without": (["eager", "--without", "complexx"], "unknown feature 'complexx'"),
     "unknown target": (["egar"], "did you mean eager"),
     "device the target lacks": (["triton", "--device", "cuda"], "cuda"),

@@ -1,18 +1,30 @@
 """The mutant zoo against the catalogue: every mutant killed at the quick profile, no correct
-variant rejected, and every check earning its place (see tests/kill_matrix.py)."""
+variant rejected, and every check earning its place (see tests/kill_matrix.py). The CUDA
+zoo runs where CUDA is usable and is skipped, with that reason, elsewhere."""
 
 from __future__ import annotations
 
 import pytest
 
 from conformance.checks import CATALOGUE
-from tests import kill_matrix, mutants
-from tests.kill_matrix import PLACES, by_property, killers, row
+from conformance.run import torch_features
+from tests import cuda_mutants, kill_matrix, mutants
+from tests.kill_matrix import PLACES, ZOOS, by_property, killers, row
+
+_NO_CUDA = torch_features.cuda_unusable()
+ON_CUDA = pytest.mark.skipif(_NO_CUDA is not None, reason=f"CUDA only: {_NO_CUDA}")
 
 
-@pytest.mark.parametrize("mutant", mutants.MUTANTS, ids=lambda m: m.__name__)
-def test_the_suite_kills_the_mutant(mutant):
-    cells = row(mutant, "quick")
+def _zoo(which: int):
+    """(class, device) of every zoo's mutants (which=0) or correct variants (which=1)."""
+    return [pytest.param(cls, device, id=cls.__name__ + ("" if device == "cpu" else f"-{device}"),
+                         marks=[ON_CUDA] if device == "cuda" else [])
+            for device, zoo in ZOOS.items() for cls in zoo[which]]
+
+
+@pytest.mark.parametrize(("mutant", "device"), _zoo(0))
+def test_the_suite_kills_the_mutant(mutant, device):
+    cells = row(mutant, "quick", device)
     assert killers(cells), f"{mutant.__name__} ({mutant.__doc__.strip()}) was certified conformant"
     for check_id, place in PLACES.items():
         if place.witness is not mutant:
@@ -23,16 +35,18 @@ def test_the_suite_kills_the_mutant(mutant):
             assert killers(cells) == {check_id}, f"{check_id} is no longer the only check to catch {mutant.__name__}"
 
 
-@pytest.mark.parametrize("cls", mutants.CORRECT, ids=lambda m: m.__name__)
-def test_a_correct_variant_is_certified(cls):
-    cells = row(cls, "quick")
+@pytest.mark.parametrize(("cls", "device"), _zoo(1))
+def test_a_correct_variant_is_certified(cls, device):
+    cells = row(cls, "quick", device)
     alarms = {c: cells[c][2] for c in killers(cells)}
     assert not alarms, f"false alarm on {cls.__name__} ({cls.__doc__.strip()}): {alarms}"
 
 
 def test_every_check_earns_its_place():
     assert set(PLACES) == set(CATALOGUE)
-    assert all(place.witness in mutants.MUTANTS for place in PLACES.values())
+    assert all(place.witness in mutants.MUTANTS + cuda_mutants.MUTANTS for place in PLACES.values())
+    for check_id, chk in CATALOGUE.items():  # a device's checks are proven by that device's zoo
+        assert PLACES[check_id].witness in ZOOS[chk.device or "cpu"][0], check_id
     assert sum(not place.reason for place in PLACES.values()) >= 8  # the checks no other can stand in for
 
 
@@ -45,7 +59,7 @@ def test_every_branch_a_target_claims_has_a_mutant_confined_to_it():
 
 def test_the_zoo_is_large_and_each_mutant_says_its_bug_in_one_line():
     assert len(mutants.MUTANTS) >= 30 and len(set(mutants.MUTANTS)) == len(mutants.MUTANTS)
-    for cls in mutants.MUTANTS + mutants.CORRECT:
+    for cls in mutants.MUTANTS + mutants.CORRECT + cuda_mutants.MUTANTS + cuda_mutants.CORRECT:
         doc = (cls.__doc__ or "").strip()
         assert doc and "\n" not in doc, cls.__name__
 

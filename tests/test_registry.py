@@ -10,14 +10,15 @@ import pytest
 from conformance import FEATURES, Implementation, TargetError, resolve
 from conformance.front.cli import main
 from conformance.registry import registered
-from tests.known import BUILTINS
+from conformance.vocabulary import DEFAULT_CLAIMS
+from tests.known import BUILTINS, CUDA_BUILTINS
 
 
 def test_every_builtin_is_registered_through_the_entry_point_group():
-    assert sorted(registered()) == sorted(BUILTINS)
+    assert sorted(registered()) == sorted(BUILTINS + CUDA_BUILTINS)
 
 
-@pytest.mark.parametrize("name", BUILTINS)
+@pytest.mark.parametrize("name", BUILTINS + CUDA_BUILTINS)
 def test_builtins_resolve_with_their_spec(name):
     impl = resolve(name)
     assert isinstance(impl, Implementation)
@@ -47,7 +48,7 @@ def test_claims_are_read_from_a_plain_callables_signature(user_module):
     assert not {"amsgrad", "maximize", "decoupled_weight_decay"} & claims
     assert "closure" not in claims  # step() takes no closure
     assert {"complex", "float16", "noncontiguous"} <= claims  # behaviours: claimed by default
-    assert resolve("partial_adam:any_kwargs").claims == set(FEATURES)
+    assert resolve("partial_adam:any_kwargs").claims == set(DEFAULT_CLAIMS)  # declared promises never assumed
 
 
 def test_a_subclass_of_torch_adamw_defaults_to_the_adamw_spec():
@@ -130,8 +131,9 @@ def test_list_shows_every_implementation_with_claims_and_where_it_runs(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:4] == ["implementation", "spec", "runs", "here"]
     rows = {line.split()[0]: line for line in out[1:]}
-    assert sorted(rows) == sorted(BUILTINS)
-    assert "all features" in rows["eager"]
+    assert sorted(rows) == sorted(BUILTINS + CUDA_BUILTINS)
+    assert "all features" in rows["eager"] and "declares" not in rows["eager"]
+    assert "declares capturable" in rows["torch-capturable"] and "declares allocation_free" in rows["torch-fused"]
     assert "all but complex" in rows["torch-fused"]
     assert "all but tensor_lr" in rows["torch-foreach"]
     assert "Triton" in rows["triton"] and ("interpreter on CPU" in rows["triton"] or "CUDA" in rows["triton"])

@@ -79,11 +79,15 @@ class Check:
     body: CheckBody
     #: Whether the body draws examples; a fixed procedure (the golden traces) runs once.
     drawn: bool = True
+    #: The one device the check can observe (None: any).
+    device: str | None = None
 
     def unmet(self, target: Target) -> str | None:
-        """Why the check cannot run on `target` (None: it can): a feature it needs that the
-        target does not claim, or one it claims but rejects, or an edge of the valid range
-        (`registry.EDGES`) that it rejects."""
+        """Why the check cannot run on `target` (None: it can): another device than the one
+        it observes, a feature it needs that the target does not claim, or one it claims but
+        rejects, or an edge of the valid range (`registry.EDGES`) that it rejects."""
+        if self.device not in (None, target.device):
+            return f"{self.device.upper()} only: certify with --device {self.device}"
         unclaimed = sorted(self.needs - target.impl.claims - set(EDGES))
         if unclaimed:
             return f"not claimed: {', '.join(unclaimed)}"
@@ -96,12 +100,13 @@ class Check:
 CATALOGUE: dict[str, Check] = {}
 
 
-def check(id: str, statement: str, needs: Sequence[str] = (), drawn: bool = True) -> Callable[[CheckBody], CheckBody]:
+def check(id: str, statement: str, needs: Sequence[str] = (), drawn: bool = True,
+          device: str | None = None) -> Callable[[CheckBody], CheckBody]:
     """Register a check under a stable id."""
     def register(body: CheckBody) -> CheckBody:
         if id in CATALOGUE:
             raise ValueError(f"duplicate check id {id}")
-        CATALOGUE[id] = Check(id, statement, frozenset(needs), body, drawn)
+        CATALOGUE[id] = Check(id, statement, frozenset(needs), body, drawn, device)
         return body
 
     return register

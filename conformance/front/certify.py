@@ -30,6 +30,7 @@ from conformance.front.plugin import SUITE
 from conformance.registry import TargetError
 from conformance.report import certificate, reproducer
 from conformance.report.environment import describe_environment
+from conformance.report.fingerprint import fingerprint
 from conformance.run.preflight import Preflight
 from conformance.run.target import Target
 from conformance.truth import golden
@@ -152,7 +153,9 @@ def certify(args: Options) -> int:
         limit = args.check_timeout or found.check_timeout(target.profile)
         diagnosis = isolation.diagnosis(args.target, target, (*args.without, *(n.feature for n in found.dropped)),
                                         limit, out)
-    doc = certificate.document(target, header, args.seed, results, time.time() - started, diagnosis, found, args.skip)
+    torch_print = fingerprint(progress=lambda line: out.write(f"{line}\n"))
+    doc = certificate.document(target, header, args.seed, results, time.time() - started, diagnosis, found, args.skip,
+                               torch_print)
     out.write("\n" + certificate.render(doc) + "\n")
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")

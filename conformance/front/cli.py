@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from conformance import registry
-from conformance.vocabulary import DEVICES, FEATURES, PROFILES, SPECS
+from conformance.vocabulary import DECLARED, DEFAULT_CLAIMS, DEVICES, FEATURES, PROFILES, SPECS
 
 
 class UsageError(Exception):
@@ -37,8 +37,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _claims(claims: frozenset[str]) -> str:
-    missing = [f for f in FEATURES if f not in claims]
-    return "all features" if not missing else "all but " + ", ".join(missing)
+    """'all but complex; declares allocation_free': the default claims it lacks, the declared it makes."""
+    missing = [f for f in DEFAULT_CLAIMS if f not in claims]
+    declared = [f for f in DECLARED if f in claims]
+    return (("all but " + ", ".join(missing)) if missing else "all features") + \
+        ("; declares " + ", ".join(declared) if declared else "")
 
 
 def cmd_golden(args: argparse.Namespace) -> int:
@@ -102,6 +105,24 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Say what changed between two reports: exit 0 if nothing semantic, 1 if so (2: unusable input)."""
+    import json
+
+    from conformance.front import compare
+
+    try:
+        a, b = compare.load(args.a), compare.load(args.b)
+    except compare.ReportError as e:
+        raise UsageError(str(e)) from None
+    changes = compare.compare(a, b, args.factor)
+    if args.json:
+        print(json.dumps(compare.document(changes), indent=1))
+    else:
+        print(compare.render(args.a, a, args.b, b, changes, args.factor))
+    return 1 if any(c.semantic for c in changes) else 0
+
+
 def _workers(value: str) -> str:
     if value == "auto" or (value.isdigit() and int(value) >= 0):
         return value
@@ -145,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--without", action="append", default=[], metavar="FEATURE", help="disclaim a feature (repeatable)")
     p.add_argument("--json", metavar="PATH", help="also write the findings as JSON")
     p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("compare", help="say what changed between two reports (across torch releases, say)")
+    p.add_argument("a", metavar="A.json", help="the earlier report")
+    p.add_argument("b", metavar="B.json", help="the later report")
+    p.add_argument("--factor", type=float, default=2.0,
+                   help="report an error figure or a distance that moved by more than this factor (default 2)")
+    p.add_argument("--json", action="store_true", help="print the differences as JSON")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("golden", help="verify or regenerate the golden traces")
     p.add_argument("action", choices=["verify", "regenerate"])

@@ -21,11 +21,11 @@ def build_target(name: str, *, spec: str | None = None, profile: str = "standard
     if profile not in PROFILES:
         raise TargetError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
     if device == "cuda":
-        import torch
+        from conformance.run import torch_features
 
-        if not torch.cuda.is_available():
-            raise TargetError("--device cuda was asked for, but CUDA is not available on this machine "
-                              "(torch.cuda.is_available() is False)")
+        problem = torch_features.cuda_unusable()
+        if problem:
+            raise TargetError(f"--device cuda: {problem}; a GPU gate must not pass by skipping")
     impl = resolve(name).without(without)
     if device not in impl.devices:
         raise TargetError(f"{impl.name} does not run on {device} (it runs on {', '.join(impl.devices)})")

@@ -12,14 +12,17 @@ from conformance.vocabulary import FEATURES, SEVERITIES, torch_class_name
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 
 SCHEMA = "adam-conformance-report"
-VERSION = 1
+#: Version 2 added the headline, the preflight, the checks skipped on request and the
+#: torch fingerprint; `front.compare` reads versions 1 and 2.
+VERSION = 2
 
 
 def document(target, header: list[str], seed: int, results, duration: float, diagnosis: dict | None = None,
-             preflight=None, skipped=()) -> dict:
+             preflight=None, skipped=(), fingerprint: dict | None = None) -> dict:
     """The report of a certification run, as the JSON document (schema in the README).
     `diagnosis` is `conformance.diagnose.document` of a target that failed; `preflight` what
-    the preflight found; `skipped` the checks skipped on request."""
+    the preflight found; `skipped` the checks skipped on request; `fingerprint` the installed
+    torch's (`report.fingerprint`)."""
     from datetime import datetime, timezone
     from importlib.metadata import version
 
@@ -48,6 +51,7 @@ def document(target, header: list[str], seed: int, results, duration: float, dia
         diagnosis=diagnosis,
         preflight=None if preflight is None else dict(preflight.to_json(), lines=preflight.lines()),
         skipped_on_request=list(skipped),
+        fingerprint=fingerprint,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import platform
 
+from conformance.run import torch_features
 from conformance.run.target import Target
 from conformance.vocabulary import FEATURES, torch_class_name
 
@@ -58,6 +59,8 @@ def describe_environment(target: Target, seed: int, preflight=None, skipped=()) 
         + (f", triton {env['triton']}" if "triton" in env else ""),
         f"profile {target.profile.name} ({target.profile.examples} examples per check, after the covering ones), "
         f"seed {seed}",
+        *(f"{feature} not drawn: {why}" for feature, why in torch_features.lacking().items()
+          if feature in target.impl.claims),
         *(preflight.lines() if preflight else []),
         *([f"skipped on request: {', '.join(skipped)}"] if skipped else []),
     ]

@@ -72,7 +72,7 @@ class Run:
 
     def hyper(self, g: dict) -> dict:
         """The group's hyperparameters as constructor keywords the target claims."""
-        lr = torch.tensor(g["lr"], dtype=torch.float32) if g["tensor_lr"] else g["lr"]
+        lr = torch.tensor(g["lr"], dtype=torch.float32, device=self.device) if g["tensor_lr"] else g["lr"]
         kw = dict(lr=lr, betas=tuple(g["betas"]), eps=g["eps"])
         kw.update({k: g[k] for k in KEYWORDS if k in self.keywords})
         return kw

@@ -17,15 +17,16 @@ from conformance.cases.case import Case
 from conformance.cases.trace import Observation, Trace
 from conformance.dtypes import components
 from conformance.registry import Implementation
-from conformance.run.drive import drive
+from conformance.run.drive import Run
 
 
 class Unclaimed(ValueError):
     """The Case needs a feature the implementation does not claim, or another device."""
 
 
-def run(impl: Implementation, case: Case, device: str = "cpu") -> Trace:
-    """Drive `impl` through `case` on `device` and return what it produced."""
+def run(impl: Implementation, case: Case, device: str = "cpu", driver: type[Run] = Run) -> Trace:
+    """Drive `impl` through `case` on `device` and return what it produced. A `driver` other
+    than `drive.Run` steps differently (through a CUDA graph, say: checks/cuda.py)."""
     missing = case.features() - impl.claims
     if missing:
         raise Unclaimed(f"{impl.name} does not claim {', '.join(sorted(missing))}, which this case needs")
@@ -34,7 +35,7 @@ def run(impl: Implementation, case: Case, device: str = "cpu") -> Trace:
     meta, arrays = case.to_json()
     notes: list[Observation] = []
     with guarded_global_state(notes, step=len(case.steps)):
-        result = drive(impl.factory, meta, {k: components(a) for k, a in arrays.items()}, impl.claims, device)
+        result = driver(impl.factory, meta, {k: components(a) for k, a in arrays.items()}, impl.claims, device).go()
     return to_trace(result, case, notes)
 
 

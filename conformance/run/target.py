@@ -11,7 +11,7 @@ from conformance.cases import strategies
 from conformance.cases.case import Case
 from conformance.cases.trace import Trace
 from conformance.registry import Implementation
-from conformance.run import reference, runner
+from conformance.run import reference, runner, torch_features
 from conformance.truth import budget
 from conformance.vocabulary import EDGES, PROFILES, Profile
 
@@ -35,8 +35,9 @@ class Target:
 
     @property
     def claims(self) -> frozenset[str]:
-        """The features the checks draw: the claims, less those the target rejects."""
-        return self.impl.claims - self.avoid
+        """The features the checks draw: the claims, less those the target rejects and those
+        the installed torch lacks (its reference path sets every budget)."""
+        return self.impl.claims - self.avoid - set(torch_features.lacking())
 
     def cases(self, **overrides) -> st.SearchStrategy[Case]:
         """Cases within the target's claims and spec, off the edges it rejects, sized by the
@@ -55,10 +56,10 @@ class Target:
         return runner.run(self.impl, case, self.device)
 
     def torch(self) -> Target:
-        """torch's single-tensor path in the target's place."""
-        return dataclasses.replace(self, impl=reference.single_tensor(self.spec))
+        """torch's path in the target's place: the one that sets its budget (`reference.yardstick`)."""
+        return dataclasses.replace(self, impl=reference.yardstick(self.spec, self.impl.claims, self.device))
 
     def references(self, case: Case) -> list[Trace]:
-        """torch's single-tensor runs that set the error budget for `case`."""
-        torch_path = reference.single_tensor(self.spec)
+        """torch's runs that set the error budget for `case`."""
+        torch_path = self.torch().impl
         return [runner.run(torch_path, c, self.device) for c in budget.reference_cases(case)]
