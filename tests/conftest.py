@@ -27,9 +27,12 @@ def user_module(tmp_path, monkeypatch):
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Mark the tests tests/known.py lists as strict expected failures; an entry that names a
-    collected test function but matches none of its runs is stale, and fails the run."""
-    from tests.known import KNOWN_FAILURES, matches
+    collected test function but matches none of its runs is stale, and fails the run. They
+    were measured on the CPU: on another device none is known, so every test asserts outright."""
+    from tests.known import DEVICE, KNOWN_FAILURES, matches
 
+    if DEVICE != "cpu":
+        return
     used, collected = set(), {item.originalname for item in items}
     for item in items:
         callspec = getattr(item, "callspec", None)

@@ -1,7 +1,8 @@
 """What every test reads: the built-in implementations, and where torch's own paths are known
 to break what a test asserts, each with its evidence.
 
-`KNOWN_FAILURES` maps (test function, implementation, item) to the reason, where the item
+`KNOWN_FAILURES` maps (test function, implementation, item) to the reason, measured on the
+CPU (with ADAM_CONFORMANCE_DEVICE=cuda none applies), where the item
 is the check id or golden scenario the test is parametrized by (and the implementation
 None where the test takes none). conftest.py marks each such test a strict expected
 failure, so that a torch release that fixes one makes the run say so, and fails the run on

@@ -8,7 +8,9 @@ is wrong, which tests/test_torch_deviations.py shows on its minimal Case.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 
 import pytest
 
@@ -43,10 +45,13 @@ def test_passes_every_check_it_claims(name, check_id):
 
 
 def test_every_check_has_a_stable_id_a_statement_and_known_needs():
+    from conformance.report.certificate import SCHEMA_PATH
     from conformance.vocabulary import EDGES, FEATURES
 
+    id_pattern = json.loads(SCHEMA_PATH.read_text())["$defs"]["check"]["properties"]["id"]["pattern"]
     assert len(CATALOGUE) >= 18
     for check_id, chk in CATALOGUE.items():
+        assert re.match(id_pattern, check_id), f"{check_id} breaks the report schema's id pattern"
         kind, _, name = check_id.partition(".")
         assert kind in ("parity", "invariant", "contract", "cuda") and name and name == name.lower()
         assert (kind == "cuda") == (chk.device == "cuda")

@@ -58,13 +58,14 @@ def test_a_cuda_mutant_passes_parity_on_the_cpu(cls):
     assert evidence.examples > 0 and evidence.parity.passed
 
 
+@pytest.mark.parametrize("name", ["torch-capturable", "torch-foreach"])  # with a tensor lr and without
 @settings(max_examples=25, deadline=None)
-@given(st.data())
-def test_a_static_case_can_be_captured_and_replayed(data):
-    target = Target(resolve("torch-capturable"), "adam", "cuda", PROFILES["quick"])
+@given(data=st.data())
+def test_a_static_case_can_be_captured_and_replayed(name, data):
+    target = Target(resolve(name), "adam", "cuda", PROFILES["quick"])
     case = cuda.static_case(target, data)
     assert len(case.steps) >= 3
-    assert all(g.tensor_lr and g.added_at == 1 for g in case.groups)
+    assert all(g.tensor_lr == ("tensor_lr" in target.claims) and g.added_at == 1 for g in case.groups)
     assert all(not s.events and not s.closure and all(g is not None for g in s.grads) for s in case.steps)
     assert any(key == "lr" for s in case.steps[2:] for _, key, _ in s.set), "no lr changed between replays"
 

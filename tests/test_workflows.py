@@ -66,12 +66,13 @@ def test_the_reusable_workflow_certifies_a_package_on_the_cpu_and_on_cuda():
         assert "--json" in _runs(job) and "--junit" in _runs(job)
 
 
-def test_the_gate_script_is_bash_and_certifies_every_builtin_on_cuda():
+def test_the_gate_script_is_bash_and_certifies_every_builtin_and_torchs_gpu_paths_on_cuda():
     assert subprocess.run(["bash", "-n", str(GATE)]).returncode == 0
-    listed = re.search(r"targets=\(([^)]*)\)", GATE.read_text()).group(1).split()
-    assert sorted(listed) == sorted(set(BUILTINS + CUDA_BUILTINS) - {"torch", "torch-adamw", "torch-foreach",
-                                                                      "torch-foreach-adamw"})
-    assert 'certify "$target" --device cuda --profile quick' in GATE.read_text()
+    text = GATE.read_text()
+    gated, measured = (re.search(rf"\n{name}=\(([^)]*)\)", text).group(1).split() for name in ("targets", "measured"))
+    assert sorted(gated) == sorted(n for n in BUILTINS if not n.startswith("torch"))
+    assert sorted(measured) == sorted({"torch-fused", "torch-fused-adamw"} | set(CUDA_BUILTINS))
+    assert 'certify "$1" --device cuda --profile quick' in text
 
 
 @pytest.mark.skipif(torch_features.cuda_unusable() is None, reason="a usable GPU is here")

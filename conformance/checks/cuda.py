@@ -31,11 +31,15 @@ from conformance.truth import budget, oracle
 
 def static_case(target: Target, data) -> Case:
     """A Case a captured graph can replay: at least three steps, every parameter with a
-    gradient at every step, no events, no closure, every group's lr a tensor, and an lr
-    changed after the capture (before step 3 at the latest)."""
-    plan = dataclasses.replace(target.plan, missing_grad=False, late_group=False, closure=False, tensor_lr=True)
+    gradient at every step, no events, no closure, every group's lr a tensor (where the
+    target claims tensor_lr), and an lr changed after the capture (at step 3 or later)."""
+    tensor_lr = "tensor_lr" in target.claims
+    plan = dataclasses.replace(target.plan, missing_grad=False, late_group=False, closure=False, tensor_lr=tensor_lr)
     case = data.draw(target.cases(events=False, late_joins=False, plan=plan), label="case")
-    groups = tuple(dataclasses.replace(g, tensor_lr=True, lr=float(np.float32(g.lr))) for g in case.groups)
+    if tensor_lr:
+        groups = tuple(dataclasses.replace(g, tensor_lr=True, lr=float(np.float32(g.lr))) for g in case.groups)
+    else:
+        groups = case.groups
     steps = list(case.steps)
     while len(steps) < 3:
         steps.append(dataclasses.replace(steps[-1], set=()))
@@ -165,7 +169,5 @@ def no_host_sync(target: Target, evidence: Evidence, data) -> None:
     needs=["allocation_free"], device="cuda",
 )
 def no_allocation(target: Target, evidence: Evidence, data) -> None:
-    plan = dataclasses.replace(target.plan, missing_grad=False, late_group=False, closure=False)
-    case = data.draw(target.cases(events=False, late_joins=False, plan=plan), label="case")
-    driven(target, case, Counted, "with the CUDA caching allocator counting")
+    driven(target, static_case(target, data), Counted, "with the CUDA caching allocator counting")
     evidence.saw(None)
