@@ -1,16 +1,29 @@
-"""``compiled``: the Adam step of each parameter compiled with ``torch.compile``.
+"""``compiled``: Adam as one ``torch.compile``'d update over many parameters at once.
 
-The math is ``eager``'s (see its docstring). The update of one parameter is one
-compiled graph (inductor fuses it into a single pass over θ, g, m and v), built so that
-training never recompiles:
+The math is ``eager``'s (see its docstring): for each parameter θ with gradient g,
+moments m, v (and v̄ with AMSGrad) at its own step t,
 
-* every hyperparameter and step-dependent scalar (lr/(1-β₁ᵗ), √(1-β₂ᵗ), ...) enters
-  as a 0-d tensor, so new values, lr schedules and new steps reuse the graph;
-* tensors enter as 1-D views with a dynamic size, so new shapes reuse the graph;
-* what changes the graph's code is static: dtype, maximize, the decay mode
-  (none, coupled, decoupled) and amsgrad, plus dynamo's own specialisation of
-  size-1 tensors. That bounds the graphs at 4 × 2 × 3 × 2 × 2 = 96 per process; a
-  training run uses one or two.
+    g ← -g if maximize;  g ← g + λθ (coupled) or θ ← θ(1 - γλ) (decoupled)
+    m ← m + (1-β₁)(g - m);  v ← β₂v + (1-β₂)g²;  v̄ ← max(v̄, v)
+    θ ← θ + (-γ/(1-β₁ᵗ)) · m / (√v̄ / √(1-β₂ᵗ) + ε)
+
+The parameters of one (device, dtype) are updated ``WIDTH`` at a time by one compiled
+graph, which inductor fuses vertically (one pass over θ, g, m, v for each parameter)
+and horizontally (one kernel for all ``WIDTH``), its loops parallel over the CPU's
+threads. A group's last, partial chunk is padded with tiny dummy tensors, so one
+graph serves every chunk. Training never recompiles:
+
+* hyperparameters, maximize and the decay (λ for coupled decay, else 0; 1-γλ for
+  decoupled decay, else 1) enter as 0-d tensors, and the per-parameter step sizes
+  -γ/(1-β₁ᵗ) and √(1-β₂ᵗ) as ``WIDTH``-vectors, so new steps, per-parameter step
+  counts, lr schedules and flags reuse the graph;
+* tensors enter as 1-D tensors with their own dynamic sizes, traced size-obliviously
+  (no specialisation on sizes 0 or 1), so any shapes and parameter counts reuse it;
+* what changes the graph's code is static: device type, dtype and amsgrad. That
+  bounds the graphs at 2 × 4 × 2 = 16 per process; a training run uses one or two.
+
+Extra memory per step: two ``WIDTH``-vectors; parameters whose layout is not dense
+are updated through contiguous copies, a chunk at a time.
 
 Where compilation is impossible (dynamo unsupported on this Python, no C++ compiler
 for inductor, a backend failure) it warns once and runs the same function uncompiled.
@@ -18,48 +31,52 @@ for inductor, a backend failure) it warns once and runs the same function uncomp
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
+import torch.fx.experimental._config as fx_config
 from torch import Tensor
 
 from impls.base import AdamBase, GroupStep, as_1d, forms
 
-#: The most graphs `_adam_tensor_step` can need (see the module docstring).
-MAX_GRAPHS = 96
+#: Parameters updated by one call of the compiled graph.
+WIDTH = 8
+
+#: The most graphs `_adam_chunk_step` can need (see the module docstring).
+MAX_GRAPHS = 16
 
 
-def _adam_tensor_step(
-    param: Tensor,
-    grad: Tensor,
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
-    max_exp_avg_sq: Tensor | None,
-    decay: Tensor,
+def _adam_chunk_step(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor] | None,
+    maximize: Tensor,
+    weight_decay: Tensor,
+    shrink: Tensor,
     one_minus_beta1: Tensor,
     beta2: Tensor,
     one_minus_beta2: Tensor,
     eps: Tensor,
-    neg_step_size: Tensor,
-    bias_correction2_sqrt: Tensor,
-    maximize: bool,
-    decay_mode: str,
+    neg_step_sizes: Tensor,
+    bias_correction2_sqrts: Tensor,
 ) -> None:
-    """One Adam step of one parameter, in place. ``decay`` is λ (coupled) or 1-γλ (decoupled)."""
-    if maximize:
-        grad = -grad
-    if decay_mode == "decoupled":
-        param.mul_(decay)
-    elif decay_mode == "coupled":
-        grad = grad + decay * param
-    exp_avg.lerp_(grad, one_minus_beta1)
-    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=one_minus_beta2)
-    second_moment = exp_avg_sq
-    if max_exp_avg_sq is not None:
-        max_exp_avg_sq.copy_(torch.maximum(max_exp_avg_sq, exp_avg_sq))
-        second_moment = max_exp_avg_sq
-    denom = (second_moment.sqrt() / bias_correction2_sqrt).add_(eps)
-    param.addcdiv_(exp_avg, denom, value=neg_step_size)
+    """One Adam step of each parameter, in place. ``weight_decay`` is λ with coupled decay, else 0;
+    ``shrink`` is 1-γλ with decoupled decay, else 1 (so θ·shrink is exact)."""
+    for i, (param, grad, exp_avg, exp_avg_sq) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs)):
+        grad = torch.where(maximize, -grad, grad)
+        param.mul_(shrink)
+        grad = torch.where(weight_decay != 0, grad + weight_decay * param, grad)
+        exp_avg.lerp_(grad, one_minus_beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=one_minus_beta2)
+        second_moment = exp_avg_sq
+        if max_exp_avg_sqs is not None:
+            second_moment = max_exp_avg_sqs[i]
+            second_moment.copy_(torch.maximum(second_moment, exp_avg_sq))
+        denom = (second_moment.sqrt() / bias_correction2_sqrts[i]).add_(eps)
+        param.addcdiv_(exp_avg, denom, value=neg_step_sizes[i])
 
 
 _compiled_step = None  # built on first use: torch.compile is not free at import time
@@ -70,7 +87,9 @@ def _step_function():
     global _compiled_step
     if _compiled_step is None:
         if torch._dynamo.is_dynamo_supported():
-            _compiled_step = torch.compile(_adam_tensor_step, dynamic=True, fullgraph=True)
+            # dynamic_threads: inductor's loops over dynamic sizes are otherwise serial.
+            _compiled_step = torch.compile(_adam_chunk_step, dynamic=True, fullgraph=True,
+                                           options={"cpp.dynamic_threads": True})
         else:
             _fall_back("torch.compile is not supported on this Python or platform")
     return _compiled_step
@@ -79,41 +98,69 @@ def _step_function():
 def _fall_back(reason: str) -> None:
     global _compiled_step
     warnings.warn(f"compiled Adam: {reason}; running the step uncompiled", RuntimeWarning, stacklevel=3)
-    _compiled_step = _adam_tensor_step
+    _compiled_step = _adam_chunk_step
 
 
 class CompiledAdam(AdamBase):
-    """torch.optim.Adam whose per-parameter update is a torch.compile'd (inductor) graph."""
+    """torch.optim.Adam whose update is a torch.compile'd (inductor) graph over WIDTH parameters."""
 
     def _update(self, work: GroupStep) -> None:
         hp = work.hp
         scalar = lambda x: torch.tensor(x, dtype=torch.float64)  # 0-d, CPU
-        decay_mode, decay = hp.decay()
-        shared = (scalar(decay), scalar(1 - hp.beta1), scalar(hp.beta2), scalar(1 - hp.beta2), scalar(hp.eps))
-        for i, param in enumerate(work.params):
-            if param.numel() == 0:
-                continue
-            t = work.steps[i]
-            state = [work.exp_avgs[i], work.exp_avg_sqs[i]]
-            if work.max_exp_avg_sqs is not None:
-                state.append(work.max_exp_avg_sqs[i])
-            (grad,), (p, m, v, *vmax), finish = as_1d([work.grads[i]], [param, *state])
-            per_step = (scalar(-hp.lr / (1 - hp.beta1**t)), scalar((1 - hp.beta2**t) ** 0.5))
-            args = (p, grad, m, v, vmax[0] if vmax else None, *shared, *per_step, hp.maximize, decay_mode)
-            _run(args)
-            finish()
+        mode, factor = hp.decay()
+        shared = (torch.tensor(hp.maximize), scalar(factor if mode == "coupled" else 0.0),
+                  scalar(factor if mode == "decoupled" else 1.0),
+                  scalar(1 - hp.beta1), scalar(hp.beta2), scalar(1 - hp.beta2), scalar(hp.eps))
+        with torch._dynamo.config.patch(recompile_limit=MAX_GRAPHS), \
+                fx_config.patch(backed_size_oblivious=True, use_duck_shape=False):
+            for part in work.by_device_dtype():
+                nonempty = [i for i, p in enumerate(part.params) if p.numel() > 0]
+                for start in range(0, len(nonempty), WIDTH):
+                    _run_chunk(part.subset(nonempty[start : start + WIDTH]), shared)
+
+
+def _run_chunk(chunk: GroupStep, shared: tuple) -> None:
+    """Update the (at most WIDTH) parameters of `chunk`, padded to WIDTH with dummies."""
+    hp, amsgrad = chunk.hp, chunk.max_exp_avg_sqs is not None
+    columns: list[list[Tensor]] = [[], [], [], [], []]  # θ, g, m, v, v̄ as 1-D tensors
+    finishes = []
+    for i, param in enumerate(chunk.params):
+        max_exp_avg_sq = [chunk.max_exp_avg_sqs[i]] if amsgrad else []
+        (grad,), (param, *state), finish = as_1d([chunk.grads[i]], [param, chunk.exp_avgs[i],
+                                                                     chunk.exp_avg_sqs[i], *max_exp_avg_sq])
+        for column, t in zip(columns, [param, grad, *state]):
+            column.append(t)
+        finishes.append(finish)
+    device = chunk.params[0].device
+    padding = _padding(device, chunk.params[0].dtype)[len(chunk.params) :]
+    for dummies in padding:
+        for column, t in zip(columns, dummies):
+            column.append(t)
+    params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs = columns
+    neg_step_sizes = [-hp.lr / (1 - hp.beta1**t) for t in chunk.steps] + [0.0] * len(padding)
+    bias_correction2_sqrts = [(1 - hp.beta2**t) ** 0.5 for t in chunk.steps] + [1.0] * len(padding)
+    _run((params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs if amsgrad else None, *shared,
+          torch.tensor(neg_step_sizes, dtype=torch.float64, device=device),
+          torch.tensor(bias_correction2_sqrts, dtype=torch.float64, device=device)))
+    for finish in finishes:
+        finish()
+
+
+@functools.cache
+def _padding(device: torch.device, dtype: torch.dtype) -> list[list[Tensor]]:
+    """WIDTH sets of distinct 2-element (θ, g, m, v, v̄) that pad a chunk; their values do not matter."""
+    return [[torch.zeros(2, device=device, dtype=dtype) for _ in range(5)] for _ in range(WIDTH)]
 
 
 def _run(args: tuple) -> None:
     step = _step_function()
     try:
-        with torch._dynamo.config.patch(recompile_limit=MAX_GRAPHS):
-            step(*args)
+        step(*args)
     except (torch._dynamo.exc.TorchDynamoException, torch._dynamo.exc.FailOnRecompileLimitHit) as e:
-        if step is _adam_tensor_step:
+        if step is _adam_chunk_step:
             raise
         _fall_back(f"torch.compile failed ({_root_cause(e)})")
-        _adam_tensor_step(*args)
+        _adam_chunk_step(*args)
 
 
 def _root_cause(e: BaseException) -> str:
@@ -132,4 +179,5 @@ def _how(devices) -> str:
 
 
 ADAM, ADAMW = forms("compiled", CompiledAdam,
-                    "per-parameter step compiled by torch.compile (inductor), no recompiles across steps", how=_how)
+                    f"{WIDTH} parameters per torch.compile'd (inductor) update, no recompiles across steps",
+                    how=_how)

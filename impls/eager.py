@@ -15,6 +15,9 @@ step t (counted per parameter, starting at 1):
 
 The notebook calls its code AdamW. It is not: adding λθ to the gradient is Adam with
 L2 decay, which is what ``torch.optim.Adam`` does. AdamW decays θ directly.
+
+Extra memory: the denominator, one parameter's worth at a time, and before it g's copy
+when maximize or coupled decay needs one (both at once only for maximize with coupled decay).
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ class EagerAdam(AdamBase):
             if work.max_exp_avg_sqs is not None:
                 second_moment = work.max_exp_avg_sqs[i]
                 torch.maximum(second_moment, exp_avg_sq, out=second_moment)
-            denom = (second_moment.sqrt() / math.sqrt(bias_correction2)).add_(hp.eps)
+            del grad  # g's temporary, if any, is freed before the denominator's
+            denom = second_moment.sqrt().div_(math.sqrt(bias_correction2)).add_(hp.eps)
 
             param.addcdiv_(exp_avg, denom, value=-step_size)
 
