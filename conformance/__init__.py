@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 
-from conformance.registry import Implementation, TargetError, resolve
+from conformance.registry import Implementation, Sharding, TargetError, resolve
 from conformance.vocabulary import FEATURES, PROFILES
 
 #: Public names that need torch or hypothesis, and the module each comes from.
@@ -28,8 +28,8 @@ _LAZY = {
     "Target": "conformance.run.target", "CATALOGUE": "conformance.checks", "run_check": "conformance.checks",
 }
 
-__all__ = ["CATALOGUE", "FEATURES", "PROFILES", "Case", "Group", "Implementation", "Param", "Step", "Target",
-           "TargetError", "Trace", "cases", "resolve", "run_check"]
+__all__ = ["CATALOGUE", "FEATURES", "PROFILES", "Case", "Group", "Implementation", "Param", "Sharding", "Step",
+           "Target", "TargetError", "Trace", "cases", "resolve", "run_check"]
 
 
 def __getattr__(name: str):

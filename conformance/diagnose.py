@@ -263,7 +263,7 @@ def _gradient_handling(target: Target) -> Finding:
         if set(needs) - target.claims:
             continue
         case = Case(target.spec, (Param(np.array([1.0, 2.0, 3.0])),), (Group((0,), **group),), (Step((g,)), Step((g,))))
-        trace = runner.run(target.impl, case, target.device)
+        trace = target.run(case)
         if trace.error:
             return Finding("gradients", None, "untouched", f"the probe of {branch} raised: {trace.error}")
         touched = [o for o in trace.observations if o.kind in ("grad-modified", "grad-removed")]

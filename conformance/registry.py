@@ -33,6 +33,27 @@ GROUP = "adam_conformance.implementations"
 REQUIRED_KEYWORDS = ("lr", "betas", "eps")
 
 
+@dataclasses.dataclass(frozen=True)
+class Sharding:
+    """How a distributed target runs across processes (`conformance.run.distributed`).
+
+    Its factory is called on every rank of an initialised process group. ``params`` says
+    what it is given: ``"full"``, every parameter whole on every rank (ZeRO: the optimizer
+    shards its own state), or ``"dtensor"``, every parameter a DTensor ``Shard(0)`` over the
+    ranks (``Replicate`` when 0-d; FSDP2 and DTensor). ``state(opt)`` is the state this rank
+    holds, a mapping like ``opt.state`` (None: ``opt.state``); ``save(opt)``, called on every
+    rank, returns the whole state_dict on every rank (None: ``opt.state_dict()``).
+    """
+
+    params: str = "full"
+    state: Callable | None = None
+    save: Callable | None = None
+
+    def __post_init__(self):
+        if self.params not in ("full", "dtensor"):
+            raise ValueError(f"Sharding.params must be 'full' or 'dtensor', not {self.params!r}")
+
+
 class TargetError(Exception):
     """A target cannot be used. The message is one line saying what and how to fix it."""
 
@@ -59,6 +80,8 @@ class Implementation:
     assumed: frozenset[str] = frozenset()
     #: Says how it runs on this machine, for ``list``; defaults to `default_how`.
     how: Callable[[], str] | None = None
+    #: Set for a distributed target: its factory builds a sharded optimizer in a process group.
+    sharding: Sharding | None = None
 
     def __post_init__(self):
         if self.spec not in SPECS:
@@ -74,7 +97,8 @@ class Implementation:
         return dataclasses.replace(self, claims=self.claims - set(features))
 
     def describe_how(self) -> str:
-        return (self.how or default_how)(self.devices)
+        how = (self.how or default_how)(self.devices)
+        return f"{how}; sharded across processes (--world-size)" if self.sharding else how
 
     @classmethod
     def pair(cls, name: str, adam: Callable, adamw: Callable, description: str,

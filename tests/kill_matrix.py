@@ -1,6 +1,6 @@
 """The kill matrix: every mutant of the zoo through every check, with the time each took.
 
-    .venv/bin/python -m tests.kill_matrix [--profile quick] [-n WORKERS] [--json PATH] [--device cuda]
+    .venv/bin/python -m tests.kill_matrix [--profile quick] [-n WORKERS] [--json PATH] [--device cuda|sharded]
 
 prints the matrix (mutants by checks: the seconds a check took to catch the mutant, `.`
 where it passed, `-` where it was skipped), each check's unique kills, the verdict on
@@ -8,7 +8,8 @@ each correct-but-different implementation (a false alarm is a failure too), and 
 summary: mutants killed, the median and worst time-to-kill (the fastest check that
 catches a mutant), and the profile's total time for the zoo. Exit 1 if a mutant
 survives or a correct implementation is rejected. With ``--device cuda`` it runs the CUDA
-zoo (tests/cuda_mutants.py) on the GPU instead.
+zoo (tests/cuda_mutants.py) on the GPU instead; with ``--device sharded``, the sharding zoo
+(tests/sharding_mutants.py) at world size 2.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import warnings
 
 from conformance.checks import CATALOGUE, CheckFailure, CheckSkipped, run_check
 from conformance.registry import Implementation
-from conformance.run import preflight
+from conformance.run import distributed, preflight
 from conformance.run.target import Target
 from conformance.vocabulary import PROFILES
-from tests import cuda_mutants, mutants
+from tests import cuda_mutants, mutants, sharding_mutants
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,14 +82,35 @@ PLACES = {
     "cuda.no-host-sync": Place(cuda_mutants.LrBakedIntoGraph, "names the cause: cuda.graph-replay sees a host read "
                                "as a value baked in at capture; this check sees the synchronisation, with no graph"),
     "cuda.no-allocation": Place(cuda_mutants.TemporariesInStep),
+    "sharded.ranks-agree": Place(sharding_mutants.StaleReplica),
+    "sharded.resharded-resume": Place(sharding_mutants.RestoresByOldPartition),
+    "sharded.world-sizes": Place(sharding_mutants.StepPerSubGroup, "the bitwise bar across world sizes; parity sees "
+                                 "the same wrong step count at the certified world size, as a distance"),
+    "sharded.shard-size": Place(sharding_mutants.PrecisionFromShardSize, "names the cause: parity sees the "
+                                "low-precision state as a distance, sharded.world-sizes as a different trajectory"),
+    "sharded.rank-failure": Place(sharding_mutants.DaemonOutlivesRank),
 }
-#: The zoo of each device: the mutants, then the correct-but-different implementations.
-ZOOS = {"cpu": (mutants.MUTANTS, mutants.CORRECT), "cuda": (cuda_mutants.MUTANTS, cuda_mutants.CORRECT)}
+#: The zoo of each device (and of distributed targets, at world size 2): the mutants, then the
+#: correct-but-different implementations.
+ZOOS = {"cpu": (mutants.MUTANTS, mutants.CORRECT), "cuda": (cuda_mutants.MUTANTS, cuda_mutants.CORRECT),
+        "sharded": (sharding_mutants.MUTANTS, sharding_mutants.CORRECT)}
+MODULES = {"cpu": mutants, "cuda": cuda_mutants, "sharded": sharding_mutants}
+#: The world size the sharded zoo is certified at.
+WORLD_SIZE = 2
+
+
+def zoo_of(chk) -> str:
+    """The zoo whose mutants prove a check: the sharded one, or its device's."""
+    return "sharded" if chk.sharded else chk.device or "cpu"
 
 
 def target_of(cls, profile: str, device: str = "cpu") -> Target:
     """The implementation as certify takes it: a plain class, through the preflight (a CUDA
-    mutant with the claims it declares)."""
+    mutant with the claims it declares; a sharding one too, at `WORLD_SIZE` on the CPU)."""
+    if device == "sharded":
+        impl = sharding_mutants.implementation(cls)
+        target = Target(impl, impl.spec, "cpu", PROFILES[profile], world_size=WORLD_SIZE)
+        return preflight.run(target).apply(target)
     if device == "cuda":
         impl = cuda_mutants.implementation(cls)
     else:
@@ -119,6 +141,8 @@ def row(cls, profile: str = "quick", device: str = "cpu") -> dict[str, tuple[str
         except Exception as e:  # a mutant that breaks the machinery is caught all the same
             outcome, message = "killed", f"error: {type(e).__name__}: {e}"
         out[check_id] = (outcome, time.perf_counter() - start, message)
+    if device == "sharded":  # the next implementation starts on fresh ranks
+        distributed.close_all()
     return out
 
 
@@ -133,7 +157,7 @@ def killers(cells: dict) -> set[str]:
 
 def _row_by_name(args):
     name, profile, device = args
-    return name, row(getattr(cuda_mutants if device == "cuda" else mutants, name), profile, device)
+    return name, row(getattr(MODULES[device], name), profile, device)
 
 
 def matrix(classes, profile: str = "quick", workers: int = 1, device: str = "cpu") -> dict[str, dict]:
@@ -174,9 +198,9 @@ def render(result: dict, correct: dict) -> str:
         lines.append(f"{name:{width}s} " + " ".join(marks) + f"  {'SURVIVED' if ttk is None else f'{ttk:.2f} s'}")
     lines += ["", "unique kills (mutants only that check catches), else why the check is a second line:"]
     for check_id, names in unique_kills(result).items():
-        place, device = PLACES[check_id], CATALOGUE[check_id].device
+        place, zoo = PLACES[check_id], zoo_of(CATALOGUE[check_id])
         why = (f"second line: {place.reason}" if place.reason else
-               f"{device.upper()} only: see --device {device}" if device else "no unique kill in this zoo")
+               f"{zoo.upper()} only: see --device {zoo}" if zoo != "cpu" else "no unique kill in this zoo")
         lines.append(f"  {check_id:34s} {', '.join(names) or why}")
     lines += ["", "correct but different (each must be certified):"]
     for name, cells in correct.items():

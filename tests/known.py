@@ -19,6 +19,9 @@ BASE = ("eager", "foreach", "compiled", "triton", "torch", "torch-foreach", "tor
 BUILTINS = BASE + tuple(f"{name}-adamw" for name in BASE)
 #: Those that run on CUDA only.
 CUDA_BUILTINS = ("torch-capturable", "torch-capturable-adamw")
+#: Those sharded across processes (tests/test_distributed.py certifies them).
+SHARDED_BASE = ("zero-eager", "zero-foreach", "zero-compiled", "zero-triton", "zero-torch", "fsdp2-torch")
+SHARDED_BUILTINS = SHARDED_BASE + tuple(f"{name}-adamw" for name in SHARDED_BASE)
 #: The device the device-aware tests run on: set ADAM_CONFORMANCE_DEVICE=cuda on a GPU
 #: (.ci/gpu-gate does).
 DEVICE = os.environ.get("ADAM_CONFORMANCE_DEVICE", "cpu")

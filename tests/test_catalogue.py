@@ -53,8 +53,9 @@ def test_every_check_has_a_stable_id_a_statement_and_known_needs():
     for check_id, chk in CATALOGUE.items():
         assert re.match(id_pattern, check_id), f"{check_id} breaks the report schema's id pattern"
         kind, _, name = check_id.partition(".")
-        assert kind in ("parity", "invariant", "contract", "cuda") and name and name == name.lower()
+        assert kind in ("parity", "invariant", "contract", "cuda", "sharded") and name and name == name.lower()
         assert (kind == "cuda") == (chk.device == "cuda")
+        assert (kind == "sharded") == chk.sharded
         assert chk.statement.endswith(".") and len(chk.statement) > 30
         assert chk.needs <= set(FEATURES) | set(EDGES)
 

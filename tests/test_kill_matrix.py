@@ -1,24 +1,29 @@
 """The mutant zoo against the catalogue: every mutant killed at the quick profile, no correct
 variant rejected, and every check earning its place (see tests/kill_matrix.py). The CUDA
-zoo runs where CUDA is usable and is skipped, with that reason, elsewhere."""
+zoo runs where CUDA is usable and is skipped, with that reason, elsewhere; the sharding zoo
+runs at world size 2 where torch.distributed can."""
 
 from __future__ import annotations
 
 import pytest
 
 from conformance.checks import CATALOGUE
-from conformance.run import torch_features
-from tests import cuda_mutants, kill_matrix, mutants
-from tests.kill_matrix import PLACES, ZOOS, by_property, killers, row
+from conformance.registry import Sharding
+from conformance.run import distributed, torch_features
+from tests import kill_matrix, mutants
+from tests.kill_matrix import PLACES, ZOOS, by_property, killers, row, zoo_of
 
 _NO_CUDA = torch_features.cuda_unusable()
 ON_CUDA = pytest.mark.skipif(_NO_CUDA is not None, reason=f"CUDA only: {_NO_CUDA}")
+_NO_PROCESSES = distributed.unusable(Sharding("dtensor"))
+ACROSS_PROCESSES = pytest.mark.skipif(_NO_PROCESSES is not None, reason=f"torch.distributed: {_NO_PROCESSES}")
+MARKS = {"cpu": [], "cuda": [ON_CUDA], "sharded": [ACROSS_PROCESSES]}
 
 
 def _zoo(which: int):
     """(class, device) of every zoo's mutants (which=0) or correct variants (which=1)."""
     return [pytest.param(cls, device, id=cls.__name__ + ("" if device == "cpu" else f"-{device}"),
-                         marks=[ON_CUDA] if device == "cuda" else [])
+                         marks=MARKS[device])
             for device, zoo in ZOOS.items() for cls in zoo[which]]
 
 
@@ -44,9 +49,9 @@ def test_a_correct_variant_is_certified(cls, device):
 
 def test_every_check_earns_its_place():
     assert set(PLACES) == set(CATALOGUE)
-    assert all(place.witness in mutants.MUTANTS + cuda_mutants.MUTANTS for place in PLACES.values())
+    assert all(place.witness in [m for zoo, _ in ZOOS.values() for m in zoo] for place in PLACES.values())
     for check_id, chk in CATALOGUE.items():  # a device's checks are proven by that device's zoo
-        assert PLACES[check_id].witness in ZOOS[chk.device or "cpu"][0], check_id
+        assert PLACES[check_id].witness in ZOOS[zoo_of(chk)][0], check_id
     assert sum(not place.reason for place in PLACES.values()) >= 8  # the checks no other can stand in for
 
 
@@ -59,7 +64,7 @@ def test_every_branch_a_target_claims_has_a_mutant_confined_to_it():
 
 def test_the_zoo_is_large_and_each_mutant_says_its_bug_in_one_line():
     assert len(mutants.MUTANTS) >= 30 and len(set(mutants.MUTANTS)) == len(mutants.MUTANTS)
-    for cls in mutants.MUTANTS + mutants.CORRECT + cuda_mutants.MUTANTS + cuda_mutants.CORRECT:
+    for cls in [cls for zoo, correct in ZOOS.values() for cls in zoo + correct]:
         doc = (cls.__doc__ or "").strip()
         assert doc and "\n" not in doc, cls.__name__
 

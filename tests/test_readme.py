@@ -42,7 +42,8 @@ def test_the_check_table_is_the_catalogue():
 
     readme = (ROOT / "README.md").read_text()
     readme = readme[readme.index("## What conformance means"):readme.index("## How strong is the suite")]
-    rows = re.findall(r"^\| `((?:parity|invariant|contract|cuda)\.[a-z0-9-]+)` \| (.*?) \| (.*?) \|$", readme, re.M)
+    kinds = "parity|invariant|contract|cuda|sharded"
+    rows = re.findall(rf"^\| `((?:{kinds})\.[a-z0-9-]+)` \| (.*?) \| (.*?) \|$", readme, re.M)
     table = {check_id: statement.replace("&#124;", "|") for check_id, statement, _ in rows}
     assert table == {check_id: check.statement for check_id, check in CATALOGUE.items()}
     for check_id, _, needs in rows:

@@ -1,12 +1,12 @@
-"""The check catalogue: parity, invariants, the API contract and what CUDA adds, each with a
-stable id.
+"""The check catalogue: parity, invariants, the API contract, what CUDA adds and what sharding
+across processes adds, each with a stable id.
 
 ``CATALOGUE`` maps check ids to `Check`s; `run_check` runs one against a `Target`.
 """
 
 import difflib
 
-from conformance.checks import contract, cuda, invariant, parity  # noqa: F401  (they register their checks)
+from conformance.checks import contract, cuda, invariant, parity, sharded  # noqa: F401  (they register their checks)
 from conformance.checks.catalogue import CATALOGUE, Check, CheckFailure, CheckSkipped, Evidence
 from conformance.checks.running import run_check
 from conformance.registry import TargetError

@@ -81,6 +81,8 @@ class Check:
     drawn: bool = True
     #: The one device the check can observe (None: any).
     device: str | None = None
+    #: Whether it observes a distributed target across world sizes (checks/sharded.py).
+    sharded: bool = False
 
     def unmet(self, target: Target) -> str | None:
         """Why the check cannot run on `target` (None: it can): another device than the one
@@ -88,6 +90,10 @@ class Check:
         rejects, or an edge of the valid range (`registry.EDGES`) that it rejects."""
         if self.device not in (None, target.device):
             return f"{self.device.upper()} only: certify with --device {self.device}"
+        if self.sharded and target.impl.sharding is None:
+            return "not a distributed target: its factory builds no sharded optimizer (Implementation.sharding)"
+        if self.sharded and target.world_size < 2:
+            return "a distributed target across processes: certify with --world-size 2 or more"
         unclaimed = sorted(self.needs - target.impl.claims - set(EDGES))
         if unclaimed:
             return f"not claimed: {', '.join(unclaimed)}"
@@ -101,12 +107,12 @@ CATALOGUE: dict[str, Check] = {}
 
 
 def check(id: str, statement: str, needs: Sequence[str] = (), drawn: bool = True,
-          device: str | None = None) -> Callable[[CheckBody], CheckBody]:
+          device: str | None = None, sharded: bool = False) -> Callable[[CheckBody], CheckBody]:
     """Register a check under a stable id."""
     def register(body: CheckBody) -> CheckBody:
         if id in CATALOGUE:
             raise ValueError(f"duplicate check id {id}")
-        CATALOGUE[id] = Check(id, statement, frozenset(needs), body, drawn, device)
+        CATALOGUE[id] = Check(id, statement, frozenset(needs), body, drawn, device, sharded)
         return body
 
     return register

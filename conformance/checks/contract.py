@@ -95,7 +95,7 @@ def _resumes(target: Target, case: Case, t: int, how: str) -> None:
     steps = list(case.steps)
     steps[t - 1] = dataclasses.replace(steps[t - 1], events=(how,))
     reloaded = dataclasses.replace(case, steps=tuple(steps))
-    _assert_identical(target.run(reloaded), target.run(case), f"{how} before step {t}", [reloaded, case])
+    assert_identical(target.run(reloaded), target.run(case), f"{how} before step {t}", [reloaded, case])
 
 
 @check("contract.determinism", "Two runs of the same Case give bitwise identical results.")
@@ -104,7 +104,7 @@ def determinism(target: Target, evidence: Evidence, data) -> None:
 
 
 def _repeats(target: Target, case: Case) -> None:
-    _assert_identical(target.run(case), target.run(case), "a second run", [case])
+    assert_identical(target.run(case), target.run(case), "a second run", [case])
 
 
 INVALID = {
@@ -210,7 +210,7 @@ def _identical(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
 
 
-def _assert_identical(a: Trace, b: Trace, what: str, cases) -> None:
+def assert_identical(a: Trace, b: Trace, what: str, cases) -> None:
     for trace in (a, b):
         if trace.error:
             raise CheckFailure(f"{what}: a run raised: {trace.error}", cases, severity="api")

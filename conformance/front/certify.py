@@ -122,11 +122,13 @@ class Options:
     junit: str | None = None
     repro_dir: str | None = None
     check_timeout: float | None = None
+    world_size: str = "1"
 
 
 def certify(args: Options) -> int:
     """Run the catalogue on `args.target`; 0 if conformant, 1 if not (2 is raised as an error)."""
-    target = build_target(args.target, spec=args.spec, profile=args.profile, device=args.device, without=args.without)
+    target = build_target(args.target, spec=args.spec, profile=args.profile, device=args.device, without=args.without,
+                          world_size=args.world_size)
     checked_ids(args.skip, "--skip")
     writable(args.json, "--json")
     writable(args.junit, "--junit")
@@ -178,7 +180,7 @@ def run(target: Target, args: Options, found: Preflight, out) -> list[CheckResul
                 "--adam-impl", args.target, "--adam-spec", target.spec, "--adam-profile", target.profile.name,
                 "--adam-device", target.device, "--adam-seed", str(args.seed),
                 "-n", str(args.workers), "--max-worker-restart", str(len(CATALOGUE))]
-        argv += ["--adam-preflight", str(record)]
+        argv += ["--adam-preflight", str(record), "--adam-world-size", str(target.world_size)]
         argv += [a for feature in args.without for a in ("--adam-without", feature)]
         argv += [a for check_id in args.skip for a in ("--adam-skip", check_id)]
         argv += ["--junitxml", str(Path(args.junit).resolve())] if args.junit else []

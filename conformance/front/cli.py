@@ -79,7 +79,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
     return certify(Options(target=args.target, spec=args.spec, profile=args.profile, device=args.device,
                            without=tuple(args.without), skip=tuple(args.skip), seed=args.seed, workers=args.workers,
                            json=args.json, junit=args.junit, repro_dir=args.repro_dir,
-                           check_timeout=args.check_timeout))
+                           check_timeout=args.check_timeout, world_size=args.world_size))
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
@@ -123,6 +123,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if any(c.semantic for c in changes) else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time the targets' steps beside torch's paths and the in-place bandwidth. Exit 0."""
+    from conformance.front.bench import Options, bench
+
+    return bench(Options(targets=tuple(args.targets), sets=tuple(args.set), dtypes=tuple(args.dtype),
+                         devices=tuple(dict.fromkeys(args.device or ["cpu"])), amsgrad=args.amsgrad,
+                         warmup=args.warmup, steps=args.steps, repeats=args.repeats, max_seconds=args.max_seconds,
+                         threads=args.threads, json=args.json, png=args.png))
+
+
+def _positive(value: str) -> int:
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"expected a positive whole number, not {value!r}")
+
+
+def _seconds(value: str) -> float:
+    try:
+        if float(value) > 0:
+            return float(value)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {value!r}")
+
+
 def _workers(value: str) -> str:
     if value == "auto" or (value.isdigit() and int(value) >= 0):
         return value
@@ -157,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repro-dir", metavar="DIR", help="write reproducers here (default: a new temporary directory)")
     p.add_argument("--check-timeout", type=float, metavar="SECONDS",
                    help="time limit per check (default: the profile's, scaled to the target's speed)")
+    p.add_argument("--world-size", default="1", metavar="N",
+                   help="processes a distributed target runs on, 1 to 8 (gloo on the CPU, nccl with CUDA; default 1)")
     p.set_defaults(func=cmd_certify)
 
     p = sub.add_parser("diagnose", help="say which known Adam variant TARGET implements, point by point")
@@ -174,6 +201,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report an error figure or a distance that moved by more than this factor (default 2)")
     p.add_argument("--json", action="store_true", help="print the differences as JSON")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("bench", help="time targets' steps beside torch's paths and the in-place memory bandwidth")
+    p.add_argument("targets", nargs="*", metavar="TARGET",
+                   help="registered name or package.module:attr (default: eager, foreach, compiled, triton); "
+                        "torch, torch-foreach and torch-fused are always measured alongside")
+    p.add_argument("--set", action="append", default=[], metavar="SET",
+                   help="parameter set (repeatable): mlp, transformer, tiny (default: all)")
+    p.add_argument("--dtype", action="append", default=[], metavar="DTYPE",
+                   help="float32 or bfloat16 (repeatable; default: both)")
+    p.add_argument("--device", action="append", choices=DEVICES, help="repeatable (default cpu)")
+    p.add_argument("--amsgrad", action="store_true", help="step with amsgrad=True (36 B a float32 element)")
+    p.add_argument("--warmup", type=_positive, default=3, metavar="STEPS", help="untimed steps first (default 3)")
+    p.add_argument("--steps", type=_positive, metavar="STEPS",
+                   help="steps per sample (default: enough for 20 ms, at most 1000)")
+    p.add_argument("--repeats", type=_positive, default=15, metavar="N", help="samples per target (default 15)")
+    p.add_argument("--max-seconds", type=_seconds, default=60.0, metavar="SECONDS",
+                   help="a target's sampling time per set and dtype: a slower one gets fewer samples (at least one); "
+                        "one whose first step takes longer is not sampled (default 60)")
+    p.add_argument("--threads", type=_positive, metavar="N",
+                   help="torch's intra-op threads (default: torch's own, what users run with)")
+    p.add_argument("--json", metavar="PATH", help="write the figures as JSON")
+    p.add_argument("--png", metavar="PATH", help="draw a chart (needs matplotlib: the [plot] extra)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("golden", help="verify or regenerate the golden traces")
     p.add_argument("action", choices=["verify", "regenerate"])

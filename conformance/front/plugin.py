@@ -39,6 +39,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--adam-skip", action="append", default=[], metavar="CHECK_ID",
                     help="skip a check (repeatable); the report says it was skipped on request")
     group.addoption("--adam-seed", type=int, default=0, help="hypothesis seed (default: 0, deterministic)")
+    group.addoption("--adam-world-size", default="1", metavar="N",
+                    help="processes a distributed target runs on, 1 to 8 (gloo on the CPU, nccl with CUDA)")
     group.addoption("--adam-check-timeout", type=float, metavar="SECONDS",
                     help="time limit per check; past it the check errors and the run goes on (default: the "
                          "profile's, 120 quick, 900 standard, 7200 thorough, plus what a slow target needs)")
@@ -64,6 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
             profile=config.getoption("adam_profile"),
             device=config.getoption("adam_device"),
             without=config.getoption("adam_without"),
+            world_size=config.getoption("adam_world_size"),
         )
         checked_ids(config.getoption("adam_skip"), "--adam-skip")
         found = _preflight(config, target)

@@ -23,6 +23,7 @@ from conformance.checks import CATALOGUE, CheckFailure, CheckSkipped, run_check
 from conformance.checks.catalogue import CheckTimeout
 from conformance.front.plugin import TARGET, database_dir
 from conformance.report import records
+from conformance.run import distributed
 
 #: How a check skipped on request reads in every report.
 ON_REQUEST = "skipped on request (--skip)"
@@ -35,6 +36,13 @@ def warm_up(request: pytest.FixtureRequest) -> None:
     target = request.config.stash[TARGET]
     case = Case(target.spec, (Param(np.ones(2)),), (Group((0,)),), (Step((np.ones(2),)),))
     target.torch().run(case)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def process_pools():
+    """Close the process pools a distributed target ran on, after the last check."""
+    yield
+    distributed.close_all()
 
 
 @pytest.mark.parametrize("check_id", sorted(CATALOGUE))

@@ -56,8 +56,9 @@ def document(target, header: list[str], seed: int, results, duration: float, dia
 
 
 #: At one severity, the order failures are shown in: parity on drawn Cases (conformance
-#: itself), then on the golden traces, then the invariants, then the contract.
-LEADS = ("parity.trajectory", "parity.", "invariant.", "contract.")
+#: itself), then on the golden traces, then the invariants, then the contract, then what CUDA
+#: and sharding add.
+LEADS = ("parity.trajectory", "parity.", "invariant.", "contract.", "cuda.", "sharded.")
 
 
 def _by_severity(checks: list[dict]) -> list[dict]:

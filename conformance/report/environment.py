@@ -25,6 +25,10 @@ def environment(target: Target) -> dict:
         env["triton"] = triton.__version__
     except ImportError:
         pass
+    if target.impl.sharding is not None:
+        from conformance.run.distributed import backend_of
+
+        env["world_size"], env["backend"] = target.world_size, backend_of(target.device)
     if target.device == "cuda":
         env["gpu"] = torch.cuda.get_device_name()
         env["cuda"] = torch.version.cuda
@@ -54,7 +58,8 @@ def describe_environment(target: Target, seed: int, preflight=None, skipped=()) 
         f"target {target.impl.name}: {target.impl.description}".rstrip(": "),
         f"claims {', '.join(claims) or 'nothing optional'}"
         + (f"; not claimed: {', '.join(missing)}" if missing else ""),
-        f"spec {target.spec} ({torch_class_name(target.spec)}), device {device}",
+        f"spec {target.spec} ({torch_class_name(target.spec)}), device {device}"
+        + (f", {env['world_size']} process(es) over {env['backend']}" if "world_size" in env else ""),
         f"torch {env['torch']}, python {env['python']}, numpy {env['numpy']}, hypothesis {env['hypothesis']}"
         + (f", triton {env['triton']}" if "triton" in env else ""),
         f"profile {target.profile.name} ({target.profile.examples} examples per check, after the covering ones), "

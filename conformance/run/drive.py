@@ -60,13 +60,33 @@ class Run:
         self.keywords = set(claims) & set(KEYWORDS)
         self.as_dicts = "param_groups" in claims  # else a case has one group: params as a plain list
         self.params = [
-            make_tensor(arrays[f"init/{i}"], p["dtype"], p["layout"], device).requires_grad_(True)
+            self.place(make_tensor(arrays[f"init/{i}"], p["dtype"], p["layout"], device)).requires_grad_(True)
             for i, p in enumerate(case["params"])
         ]
         self.grads = {i: iter(arrays.get(f"grads/{i}", ())) for i in range(len(self.params))}
         self.joined = []  # case group indices, in the order the optimizer holds them
         self.result = dict(steps=[], params=[[] for _ in self.params], state=[[] for _ in self.params],
                            losses=[], observations=[], error=None)
+
+    # -- what this process holds (a sharded run holds less: conformance.run.distributed) --
+
+    def place(self, t: torch.Tensor) -> torch.Tensor:
+        """The tensor this process is given for a whole tensor of the Case."""
+        return t
+
+    def local(self, t: torch.Tensor) -> torch.Tensor:
+        """The part of `t` in this process's memory."""
+        return t
+
+    def state_of(self, opt) -> dict:
+        """The optimizer's state by parameter, as far as this process holds it."""
+        return opt.state if hasattr(opt, "state") else {}
+
+    def saved(self, opt) -> dict:
+        return opt.state_dict()
+
+    def restore(self, opt, state: dict) -> None:
+        opt.load_state_dict(state)
 
     # -- building ------------------------------------------------------------------
 
@@ -90,14 +110,14 @@ class Run:
 
     def reload(self, opt, through_file: bool):
         """Save the state_dict and load it into a fresh optimizer over the same groups."""
-        state = opt.state_dict()
+        state = self.saved(opt)
         if through_file:
             buffer = io.BytesIO()
             torch.save(state, buffer)
             buffer.seek(0)
             state = torch.load(buffer, weights_only=True)
         fresh = self.build(self.joined)
-        fresh.load_state_dict(state)
+        self.restore(fresh, state)
         return fresh
 
     # -- stepping ------------------------------------------------------------------
@@ -112,7 +132,7 @@ class Run:
     def assign_grads(self, step: dict) -> None:
         for i, (p, spec) in enumerate(zip(self.params, self.case["params"])):
             if step["grads"][i]:
-                p.grad = make_tensor(next(self.grads[i]), spec["dtype"], spec["grad_layout"], self.device)
+                p.grad = self.place(make_tensor(next(self.grads[i]), spec["dtype"], spec["grad_layout"], self.device))
             elif "zero_grad" not in step["events"]:
                 p.grad = None
 
@@ -132,20 +152,25 @@ class Run:
         """Note a parameter whose memory changed and a gradient the step wrote into."""
         note = lambda i, kind, detail: self.result["observations"].append((t, i, kind, detail))
         for i, (p, before, grad) in enumerate(zip(self.params, layouts, given)):
-            now = (p.data_ptr(), p.dtype, tuple(p.shape), p.stride())
+            now = self.layout(p)
             if now != before:
                 note(i, "param-replaced", "the parameter's storage, dtype, shape or strides changed: "
                                           f"{before[1:]} -> {now[1:]}")
             if grad is not None and p.grad is None:
                 note(i, "grad-removed", "step() set the gradient to None")
-            elif grad is not None and not same_bits(p.grad, grad):
+            elif grad is not None and not same_bits(self.local(p.grad), self.local(grad)):
                 note(i, "grad-modified", "step() modified the gradient")
+
+    def layout(self, p: torch.Tensor) -> tuple:
+        """Where and how `p` is held: its memory, dtype, shape and strides."""
+        held = self.local(p)
+        return held.data_ptr(), held.dtype, tuple(held.shape), held.stride()
 
     def record(self, t: int, opt) -> None:
         self.result["steps"].append(t)
         for i, p in enumerate(self.params):
             self.result["params"][i].append(snapshot(p))
-            state = opt.state.get(p, {}) if hasattr(opt, "state") else {}
+            state = self.state_of(opt).get(p, {})
             entry = {k: snapshot(v) for k, v in state.items()
                      if k in STATE_KEYS and torch.is_tensor(v) and tuple(v.shape) == tuple(p.shape)}
             if "step" in state:
@@ -193,7 +218,7 @@ class Run:
             calls.append(loss)
             return loss
 
-        layouts = [(p.data_ptr(), p.dtype, tuple(p.shape), p.stride()) for p in self.params]
+        layouts = [self.layout(p) for p in self.params]
         if step["closure"]:
             returned = opt.step(closure)
             note = lambda detail: self.result["observations"].append((t, None, "closure", detail))

@@ -26,17 +26,23 @@ class Unclaimed(ValueError):
 
 def run(impl: Implementation, case: Case, device: str = "cpu", driver: type[Run] = Run) -> Trace:
     """Drive `impl` through `case` on `device` and return what it produced. A `driver` other
-    than `drive.Run` steps differently (through a CUDA graph, say: checks/cuda.py)."""
-    missing = case.features() - impl.claims
-    if missing:
-        raise Unclaimed(f"{impl.name} does not claim {', '.join(sorted(missing))}, which this case needs")
-    if device not in impl.devices:
-        raise Unclaimed(f"{impl.name} does not run on {device}")
+    than `drive.Run` steps differently (through a CUDA graph, say: checks/cuda.py). (A
+    distributed target runs across processes: `Target.run`, `conformance.run.distributed`.)"""
+    claimed(impl, case, device)
     meta, arrays = case.to_json()
     notes: list[Observation] = []
     with guarded_global_state(notes, step=len(case.steps)):
         result = driver(impl.factory, meta, {k: components(a) for k, a in arrays.items()}, impl.claims, device).go()
     return to_trace(result, case, notes)
+
+
+def claimed(impl: Implementation, case: Case, device: str) -> None:
+    """Unclaimed unless `impl` claims every feature `case` needs and runs on `device`."""
+    missing = case.features() - impl.claims
+    if missing:
+        raise Unclaimed(f"{impl.name} does not claim {', '.join(sorted(missing))}, which this case needs")
+    if device not in impl.devices:
+        raise Unclaimed(f"{impl.name} does not run on {device}")
 
 
 def to_trace(result: dict, case: Case, notes: list[Observation]) -> Trace:

@@ -11,7 +11,7 @@ from conformance.cases import strategies
 from conformance.cases.case import Case
 from conformance.cases.trace import Trace
 from conformance.registry import Implementation
-from conformance.run import reference, runner, torch_features
+from conformance.run import distributed, reference, runner, torch_features
 from conformance.truth import budget
 from conformance.vocabulary import EDGES, PROFILES, Profile
 
@@ -32,6 +32,8 @@ class Target:
     profile: Profile = PROFILES["standard"]
     avoid: frozenset[str] = frozenset()
     plan: strategies.Plan = strategies.FREE
+    #: Processes a distributed target runs on (`conformance.run.distributed`).
+    world_size: int = 1
 
     @property
     def claims(self) -> frozenset[str]:
@@ -53,11 +55,15 @@ class Target:
         return not (case.features() - self.claims or case.edges() & self.avoid)
 
     def run(self, case: Case) -> Trace:
+        """The target's run of `case`: across `world_size` processes for a distributed target."""
+        if self.impl.sharding is not None:
+            return distributed.run(self.impl, case, self.device, self.world_size)
         return runner.run(self.impl, case, self.device)
 
     def torch(self) -> Target:
         """torch's path in the target's place: the one that sets its budget (`reference.yardstick`)."""
-        return dataclasses.replace(self, impl=reference.yardstick(self.spec, self.impl.claims, self.device))
+        return dataclasses.replace(self, impl=reference.yardstick(self.spec, self.impl.claims, self.device),
+                                   world_size=1)
 
     def references(self, case: Case) -> list[Trace]:
         """torch's runs that set the error budget for `case`."""
