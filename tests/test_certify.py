@@ -20,8 +20,8 @@ from conformance.report import certificate
 
 HERE = Path(__file__).resolve().parent
 SCHEMA = json.loads(certificate.SCHEMA_PATH.read_text())
-# What runs here: the CUDA-only checks are skipped, with their reason, on the CPU.
-ON_CPU = [check_id for check_id, chk in CATALOGUE.items() if chk.device != "cuda"]
+# What runs on a plain CPU target: the CUDA-only and the sharded checks are skipped, with their reason.
+ON_CPU = [check_id for check_id, chk in CATALOGUE.items() if chk.device != "cuda" and not chk.sharded]
 
 PLANTED = '''
 import torch
@@ -124,13 +124,13 @@ def test_a_conformant_target_exits_0_and_touches_nothing_but_its_reports(workdir
     assert "target eager" in out and "spec adam" in out and "profile quick" in out and "seed 0" in out
     assert f"[{len(CATALOGUE)}/{len(CATALOGUE)}]" in out and "CONFORMANT: eager behaves like torch.optim.Adam" in out
     doc = _report(workdir / "report.json")
-    cuda_only = {c["id"]: c["reason"] for c in doc["checks"] if c["id"].startswith("cuda.")}
-    assert set(cuda_only.values()) == {"CUDA only: certify with --device cuda"}  # skipped, saying why
-    assert doc["verdict"] == "conformant" and {_statuses(doc)[c] for c in cuda_only} == {"skipped"}
-    assert set(_statuses(doc).values()) == {"passed", "skipped"}
+    skipped = {c["id"]: c["reason"] for c in doc["checks"] if c["id"] not in ON_CPU}  # skipped, saying why
+    assert {skipped[c] for c in skipped if c.startswith("cuda.")} == {"CUDA only: certify with --device cuda"}
+    assert {skipped[c].split(":")[0] for c in skipped if c.startswith("sharded.")} == {"not a distributed target"}
+    assert doc["verdict"] == "conformant" and {_statuses(doc)[c] for c in skipped} == {"skipped"}
+    assert {_statuses(doc)[c] for c in ON_CPU} == {"passed"}
     assert doc["diagnosis"] is None and "diagnos" not in out
-    assert doc["summary"] == {"passed": len(CATALOGUE) - len(cuda_only), "failed": 0, "skipped": len(cuda_only),
-                              "error": 0}
+    assert doc["summary"] == {"passed": len(ON_CPU), "failed": 0, "skipped": len(skipped), "error": 0}
     trajectory = next(c for c in doc["checks"] if c["id"] == "parity.trajectory")
     assert trajectory["parity"]["budget"] > 0 and trajectory["parity"]["torch_error"] is not None
     cases = ET.parse(workdir / "junit.xml").getroot().iter("testcase")
