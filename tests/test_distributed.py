@@ -129,6 +129,12 @@ def test_a_rank_that_fails_ends_its_case_in_one_line_and_the_next_case_runs(kind
 
 
 def test_no_process_is_left_behind():
+    """Its own pools and faults, so that it counts something wherever xdist runs it."""
+    impl, case = resolve("zero-eager"), _case()
+    distributed.drive(impl, case, "cpu", 2)
+    assert _children(), "no ranks were started: this test would count nothing"
+    for world, kind in [(2, "exit"), (4, "raise"), (2, "hang")]:
+        assert distributed.drive(impl, case, "cpu", world, fault=(1, kind, 2), limit=4.0).trace.error
     distributed.close_all()
     assert multiprocessing.active_children() == []
     assert _children() == []
