@@ -146,12 +146,13 @@ def certify(args: Options) -> int:
     header = describe_environment(target, args.seed, found, args.skip)
     out.write("adam-conformance certify\n" + "".join(f"  {line}\n" for line in header) + "\n")
     results = run(target, args, found, out)
-    repro_dir = repro_dir or Path(tempfile.mkdtemp(prefix="adam-conformance-repro-"))
-    for result in results:
-        if result.failure:
-            result.reproducer = str(reproducer.write(repro_dir, args.target, target, result))
+    failures = [result for result in results if result.failure]
+    if failures:  # a temporary folder only where there is a reproducer to keep
+        repro_dir = repro_dir or Path(tempfile.mkdtemp(prefix="adam-conformance-repro-"))
+    for result in failures:
+        result.reproducer = str(reproducer.write(repro_dir, args.target, target, result))
     diagnosis = None
-    if any(r.status in ("failed", "error") for r in results):
+    if any(r.status == "failed" for r in results):  # a hang or a crash alone says nothing of the arithmetic
         limit = args.check_timeout or found.check_timeout(target.profile)
         diagnosis = isolation.diagnosis(args.target, target, (*args.without, *(n.feature for n in found.dropped)),
                                         limit, out)

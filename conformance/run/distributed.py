@@ -1,10 +1,11 @@
 """Sharded optimizers across processes: Case -> Trace on torch.distributed.
 
 A distributed target (`registry.Sharding`) is driven through a Case by W processes, a
-`Pool` spawned once per world size and device and reused for every Case after (process
-start-up costs seconds, a Case milliseconds). The processes join one process group: gloo on
-the CPU, nccl with CUDA (one GPU per rank), initialised through a file store in a temporary
-directory. For each Case every rank
+`Pool` started once per world size and device and reused for every Case after (a pool
+costs a second or more, a Case milliseconds): its ranks are forked from multiprocessing's
+fork server, which has imported torch once, so a pool need not import it again. The
+processes join one process group: gloo on the CPU, nccl with CUDA (one GPU per rank),
+initialised through a file store in a temporary directory. For each Case every rank
 
 * builds the Case's tensors whole, and hands the target what it takes: the whole parameters
   (``full``: ZeRO shards the optimizer state itself), or each parameter as a DTensor
@@ -50,12 +51,17 @@ from conformance.run.drive import STATE_KEYS, Run, snapshot
 
 #: The environment variable that marks every process of a pool, and what they start.
 TOKEN = "ADAM_CONFORMANCE_POOL"
-#: Seconds a pool may take to start (spawn, import torch, join the group).
+#: Seconds a pool may take to start (fork the ranks, join the group; the first one imports torch).
 START_LIMIT = 300.0
 #: Seconds a Case may take on every rank, by default (a first torch.compile included).
 CASE_LIMIT = 300.0
 #: Seconds the other ranks get to finish once one has failed or died.
 GRACE = 5.0
+#: What the fork server imports once, for every rank it forks: torch's distributed modules
+#: that sharded optimizers are built from, and this module (a target's own module is imported
+#: by each rank).
+PRELOAD = ["torch", "torch.distributed", "torch.distributed.tensor", "torch.distributed.fsdp",
+           "torch.distributed.optim", __name__]
 #: Faults `drive` can plant on one rank at one step, instead of its step(): what a failing rank does.
 FAULTS = ("raise", "hang", "exit")
 
@@ -230,7 +236,8 @@ class Pool:
     """W processes in one process group, running the tasks sent to them; `reap` ends them all."""
 
     def __init__(self, world: int, device: str = "cpu"):
-        context = multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context("forkserver")  # each rank forked from one that imported torch
+        context.set_forkserver_preload(PRELOAD)
         self.world, self.device, self.token = world, device, uuid.uuid4().hex
         self.scratch = tempfile.TemporaryDirectory(prefix="adam-conformance-pool-")
         store = os.path.join(self.scratch.name, "store")
