@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 
 import pytest
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker gets its share of the cores for torch's threads, and so
+    do the processes it starts (certify runs, ranks): N workers, each on all the cores, would
+    oversubscribe them. Measured on 2 cores (tests/test_impls.py and tests/test_oracle.py):
+    -n 2 takes 113 s with 2 threads a worker, 100 s with 1."""
+    workers = getattr(config, "workerinput", {}).get("workercount")
+    if workers:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture
