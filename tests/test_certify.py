@@ -88,13 +88,14 @@ def workdir(tmp_path):
     (tmp_path / "planted.py").write_text(PLANTED)
     (tmp_path / "field.py").write_text(FIELD)
     shutil.copy(HERE / "hostile_targets.py", tmp_path / "hostile_targets.py")
+    (tmp_path / ".tmp").mkdir()  # the runs' TMPDIR: reproducers certify keeps stay with the test
     return tmp_path
 
 
 def certify(workdir: Path, *args: str, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "conformance", "certify", *args, "--profile", "quick"],
                           cwd=workdir, capture_output=True, text=True, timeout=timeout,
-                          env={**_env(), "HOSTILE_MARKERS": str(workdir), **env})
+                          env={**_env(), "HOSTILE_MARKERS": str(workdir), "TMPDIR": str(workdir / ".tmp"), **env})
 
 
 def _env() -> dict:
