@@ -1,7 +1,7 @@
 """The whole check catalogue against every built-in implementation and torch's own paths.
 
 At the standard profile (set ADAM_CONFORMANCE_PROFILE to change it; Triton under its CPU
-interpreter runs at quick, see `INTERPRETED`), on the CPU (set ADAM_CONFORMANCE_DEVICE=cuda
+interpreter runs at quick, see `TRITON_AT_QUICK`), on the CPU (set ADAM_CONFORMANCE_DEVICE=cuda
 to run it on a GPU). torch's fused path
 is certified without `noncontiguous`: with a gradient laid out unlike its parameter it
 is wrong, which tests/test_torch_deviations.py shows on its minimal Case.
@@ -19,6 +19,7 @@ from conformance import resolve
 from conformance.checks import CATALOGUE, CheckSkipped, run_check
 from conformance.run.target import Target
 from conformance.vocabulary import PROFILES
+from impls import triton_fused
 from tests.known import BUILTINS, CUDA_BUILTINS, DEVICE
 
 PROFILE = os.environ.get("ADAM_CONFORMANCE_PROFILE", "standard")
@@ -27,14 +28,14 @@ PROFILE = os.environ.get("ADAM_CONFORMANCE_PROFILE", "standard")
 #: extra examples would rerun quick's one-block path at ten times the cost. Unless a profile is
 #: asked for, the interpreted Triton built-ins run at quick; tests/test_golden_parity.py still
 #: runs them through every golden trace, the 100000-element MLP's seven blocks included.
-INTERPRETED = DEVICE == "cpu" and "ADAM_CONFORMANCE_PROFILE" not in os.environ
+TRITON_AT_QUICK = triton_fused.INTERPRETED and "ADAM_CONFORMANCE_PROFILE" not in os.environ
 
 
 def target(name: str) -> Target:
     impl = resolve(name)
     if name.startswith("torch-fused"):
         impl = impl.without(["noncontiguous"])
-    profile = "quick" if INTERPRETED and name.startswith("triton") else PROFILE
+    profile = "quick" if TRITON_AT_QUICK and name.startswith("triton") else PROFILE
     return Target(impl, impl.spec, DEVICE, PROFILES[profile])
 
 

@@ -35,25 +35,12 @@ def pools():
 
 
 def _children() -> list[int]:
-    """The live processes this test process started, and theirs (Linux /proc): the ranks are
-    the fork server's children. Zombies aside, and multiprocessing's resource tracker and fork
-    server themselves (each serves the process until it exits)."""
+    """The live processes this test process started, and theirs: the ranks are the fork
+    server's children. multiprocessing's resource tracker and fork server themselves aside
+    (each serves the process until it exits)."""
     helpers = {getattr(resource_tracker._resource_tracker, "_pid", None),
                getattr(forkserver._forkserver, "_forkserver_pid", None)}
-    alive, frontier = [], [os.getpid()]
-    while frontier:
-        parent = frontier.pop()
-        try:
-            for tid in os.listdir(f"/proc/{parent}/task"):
-                with open(f"/proc/{parent}/task/{tid}/children") as f:
-                    frontier += [int(c) for c in f.read().split()]
-            with open(f"/proc/{parent}/stat") as f:
-                zombie = f.read().rpartition(")")[2].split()[0] == "Z"
-        except OSError:
-            continue
-        if parent != os.getpid() and parent not in helpers and not zombie:
-            alive.append(parent)
-    return alive
+    return [pid for pid in distributed.descendants([os.getpid()]) if pid not in helpers and distributed.alive(pid)]
 
 
 def _case(spec: str = "adam") -> Case:

@@ -290,22 +290,7 @@ class Pool:
 
     def descendants(self) -> list[int]:
         """The processes the ranks started, and theirs (Linux /proc; empty elsewhere)."""
-        found, frontier = [], [p.pid for p in self.processes if p.pid]
-        while frontier:
-            pid = frontier.pop()
-            try:
-                tasks = os.listdir(f"/proc/{pid}/task")
-            except OSError:
-                continue
-            for tid in tasks:
-                try:
-                    with open(f"/proc/{pid}/task/{tid}/children") as f:
-                        children = [int(c) for c in f.read().split()]
-                except OSError:
-                    continue
-                found += children
-                frontier += children
-        return found
+        return descendants([p.pid for p in self.processes if p.pid])
 
     def reap(self) -> None:
         """End every process of the pool and those they started: SIGTERM, SIGKILL after a
@@ -370,6 +355,35 @@ def _signal(pids: list[int], sig: int) -> None:
             pass
 
 
+def descendants(pids: list[int]) -> list[int]:
+    """The processes `pids` started, and theirs (Linux /proc; empty elsewhere)."""
+    found, frontier = [], list(pids)
+    while frontier:
+        pid = frontier.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:
+                continue
+            found += children
+            frontier += children
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (Linux /proc): it exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def leftovers(token: str) -> list[tuple[int, str]]:
     """(pid, command) of every live process marked with a pool's `token` (Linux /proc), but a
     live pool's ranks and what they started."""
@@ -382,13 +396,11 @@ def leftovers(token: str) -> list[tuple[int, str]]:
         try:
             with open(f"/proc/{entry}/environ", "rb") as f:
                 marked = mark in f.read().split(b"\0")
-            with open(f"/proc/{entry}/stat") as f:
-                zombie = f.read().rpartition(")")[2].split()[0] == "Z"
             with open(f"/proc/{entry}/cmdline", "rb") as f:
                 command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-        if marked and not zombie and int(entry) not in ours:
+        if marked and alive(int(entry)) and int(entry) not in ours:
             found.append((int(entry), command))
     return found
 
