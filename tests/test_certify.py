@@ -158,9 +158,11 @@ def test_a_planted_bug_exits_1_with_reproducers_and_the_plugin_agrees(workdir):
     for check in failed:
         script = Path(check["failure"]["reproducer"])
         assert script.parent == workdir / "repro" and script.exists()
-        # Without the suite: `conformance` cannot be imported.
+        # As `python repro/X.py` from the working directory runs it (the script's folder first on
+        # sys.path, not the directory planted.py is in), without the suite: `conformance` cannot be imported.
         run = subprocess.run([sys.executable, "-c", "import sys, runpy; sys.modules['conformance'] = None; "
-                              f"sys.argv = [{str(script)!r}]; runpy.run_path({str(script)!r}, run_name='__main__')"],
+                              f"sys.path[0] = {str(script.parent)!r}; sys.argv = [{str(script)!r}]; "
+                              f"runpy.run_path({str(script)!r}, run_name='__main__')"],
                              cwd=workdir, capture_output=True, text=True, timeout=300)
         assert run.returncode == 1, f"{script.name}:\n{run.stdout}\n{run.stderr}"
         assert "the target still FAILS" in run.stdout or "torch raises" in run.stdout

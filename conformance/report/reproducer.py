@@ -30,7 +30,9 @@ def factory_recipe(factory, target_name: str) -> str:
     module, qualname = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
     if module and qualname and "<" not in qualname and module != "__main__":
         top, _, rest = qualname.partition(".")
-        return f"def make_target():\n    from {module} import {top}\n    return {top}{'.' + rest if rest else ''}\n"
+        return (f"def make_target():\n    import os\n    import sys\n\n"
+                f"    sys.path.insert(0, os.getcwd())  # a module beside you imports, as it did for certify\n"
+                f"    from {module} import {top}\n    return {top}{'.' + rest if rest else ''}\n")
     # Not importable by name (a closure, an instance): go through the suite's resolver.
     return (f"def make_target():\n    from conformance import resolve  # this target needs the suite to load\n"
             f"    return resolve({target_name!r}).factory\n")
@@ -47,7 +49,8 @@ def write(directory: Path, target_name: str, target, result) -> Path:
         repro["threshold"] = parity["budget"] + parity["torch_error"] if conclusive else INVARIANT_TOLERANCE * steps
     doc = (f"Reproducer: check {result.id} failed for {target.impl.name} (spec {target.spec}, {target.device}).\n\n"
            f"{result.statement}\n\nFailure: {failure['message']}\n\n"
-           f"Run `python {result.id}.py` where torch and the target's package import. It reruns the minimal\n"
+           f"Run `python {directory / result.id}.py` from where the target's module imports (the\n"
+           f"directory certify ran in, for a module there). It reruns the minimal\n"
            f"case beside {torch_class_name(target.spec)}(foreach=False), prints where "
            f"they part, and exits 1 while the target still fails.\n")
     constants = "\n".join([
