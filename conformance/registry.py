@@ -76,12 +76,19 @@ class Implementation:
     claims: frozenset[str] = frozenset(DEFAULT_CLAIMS)
     devices: tuple[str, ...] = DEVICES
     #: Claims made by default, not declared: behaviours a plain callable's signature cannot
-    #: show. The preflight drops those the target rejects (with a note) instead of failing.
+    #: show, and the keyword features an open signature (``**kwargs``) may take. The
+    #: preflight drops those the target cleanly refuses (with a note) instead of failing.
     assumed: frozenset[str] = frozenset()
+    #: Keywords passed even at torch's default value (the target's own default differs, or
+    #: it has none): the preflight finds them (`conformance.run.drive`).
+    explicit: frozenset[str] = frozenset()
     #: Says how it runs on this machine, for ``list``; defaults to `default_how`.
     how: Callable[[], str] | None = None
     #: Set for a distributed target: its factory builds a sharded optimizer in a process group.
     sharding: Sharding | None = None
+    #: Where ``spec`` comes from: ``declared`` (an Implementation), ``class`` (a plain class's
+    #: hierarchy), or ``default`` (a plain function: the preflight reads it from what it returns).
+    spec_from: str = "declared"
 
     def __post_init__(self):
         if self.spec not in SPECS:
@@ -91,6 +98,7 @@ class Implementation:
             raise ValueError(f"unknown features {sorted(unknown)}; known: {FEATURES}")
         object.__setattr__(self, "claims", frozenset(self.claims))
         object.__setattr__(self, "assumed", frozenset(self.assumed) & self.claims)
+        object.__setattr__(self, "explicit", frozenset(self.explicit))
 
     def without(self, features: Iterable[str]) -> Implementation:
         """The same implementation with `features` disclaimed."""
@@ -112,9 +120,11 @@ class Implementation:
 
     @classmethod
     def from_callable(cls, name: str, obj: Callable, **fields) -> Implementation:
-        """Wrap a callable with Adam's constructor form, reading its claims from its signature."""
+        """Wrap a callable with Adam's constructor form, reading its claims from its signature
+        (an open one's keyword features are assumed, for the preflight to probe)."""
         claims = claims_from_signature(name, obj)
-        return cls(name=name, factory=obj, claims=claims, assumed=claims & set(BEHAVIOURS), **fields)
+        probed = set(KEYWORD_FEATURES) - named_keywords(obj)
+        return cls(name=name, factory=obj, claims=claims, assumed=claims & (set(BEHAVIOURS) | probed), **fields)
 
 
 def default_how(devices: tuple[str, ...]) -> str:
@@ -168,6 +178,15 @@ def claims_from_signature(name: str, obj: Callable) -> frozenset[str]:
         if len(step_params) <= 1:  # only self
             claims.discard("closure")
     return frozenset(claims)
+
+
+def named_keywords(obj: Callable) -> set[str]:
+    """The keywords `obj`'s signature names (not those a ``**kwargs`` may take)."""
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def registered() -> dict[str, object]:
@@ -227,9 +246,10 @@ def _as_implementation(name: str, obj: object) -> Implementation:
             f"{name}: {_what(obj)} is not callable; point the target at an Implementation "
             "or at an optimizer class or factory with torch.optim.Adam's constructor form"
         )
-    return Implementation.from_callable(
-        name, obj, description=_first_doc_line(obj), spec=_default_spec(obj)
-    )
+    spec = _default_spec(obj)
+    read = spec == "adamw" or inspect.isclass(obj.func if isinstance(obj, functools.partial) else obj)
+    return Implementation.from_callable(name, obj, description=_first_doc_line(obj), spec=spec,
+                                        spec_from="class" if read else "default")
 
 
 def _default_spec(obj: object) -> str:

@@ -55,6 +55,13 @@ SEVERITIES = {
     "state": "wrong optimizer state (the parameters are within budget)",
     "api": "an API difference",
 }
+#: torch.optim.Adam's and AdamW's constructor defaults (AdamW takes no decoupled_weight_decay).
+#: A keyword at its default is not passed to a target, as a user does not pass it.
+TORCH_DEFAULTS = {
+    "adam": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
+                 decoupled_weight_decay=False),
+    "adamw": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False),
+}
 #: Optimizer state tensors of each parameter (beside ``step``), as torch names them.
 STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 

@@ -25,7 +25,7 @@ import warnings
 
 from conformance.checks import CATALOGUE, CheckFailure, CheckSkipped, run_check
 from conformance.registry import Implementation
-from conformance.run import distributed, preflight
+from conformance.run import pool, preflight
 from conformance.run.target import Target
 from conformance.vocabulary import PROFILES
 from tests import cuda_mutants, mutants, sharding_mutants
@@ -51,7 +51,10 @@ PLACES = {
     "contract.in-place": Place(mutants.ParamReplaced),
     "contract.grad-untouched": Place(mutants.GradModifiedInPlace),
     "contract.global-state": Place(mutants.ChangesDefaultDtype),
-    "contract.closure": Place(mutants.ClosureLossNotReturned),
+    "contract.closure": Place(mutants.ClosureUnderNoGrad),
+    "contract.state-entries": Place(mutants.StepAsPythonInt),
+    "contract.defaults": Place(mutants.DefaultDecayOfAdamW),
+    "parity.long-horizon": Place(mutants.BiasCorrectionDroppedLate),
     "contract.invalid-hyperparameters": Place(mutants.InvalidHyperparametersAccepted),
     "contract.sparse-gradients": Place(mutants.SparseGradientDensified),
     "contract.non-finite": Place(mutants.NaNDroppedFromAmsgradMax),
@@ -142,7 +145,7 @@ def row(cls, profile: str = "quick", device: str = "cpu") -> dict[str, tuple[str
             outcome, message = "killed", f"error: {type(e).__name__}: {e}"
         out[check_id] = (outcome, time.perf_counter() - start, message)
     if device == "sharded":  # the next implementation starts on fresh ranks
-        distributed.close_all()
+        pool.close_all()
     return out
 
 

@@ -496,6 +496,66 @@ class ClosureLossNotReturned(Textbook):
         super().step(closure)
 
 
+class ClosureCalledTwice(Textbook):
+    """step(closure) evaluates the closure twice (SAM-style wrappers' first pass kept by mistake: sam#90)."""
+
+    @staticmethod
+    def _evaluate(closure):
+        if closure is None:
+            return None
+        with torch.enable_grad():
+            closure()
+            return closure()
+
+
+class ClosureUnderNoGrad(Textbook):
+    """step(closure) calls the closure inside its own no_grad, so loss.backward() fails (Lightning#18254)."""
+
+    @staticmethod
+    def _evaluate(closure):
+        return None if closure is None else closure()
+
+
+class StepInFloat16(Textbook):
+    """keeps state["step"] as a float16 tensor, which stops counting at 2048 (pytorch#74424)."""
+
+    def _state_for(self, p, amsgrad):
+        state = super()._state_for(p, amsgrad)
+        if state["step"].dtype != torch.float16:  # fill_(2049) on it then rounds to 2048
+            state["step"] = state["step"].to(torch.float16)
+        return state
+
+
+class StepAsPythonInt(Textbook):
+    """keeps state["step"] as a Python int, as transformers' AdamW did (torch keeps a float32 tensor)."""
+
+    def step(self, closure=None):
+        for state in self.state.values():
+            if isinstance(state.get("step"), int):
+                state["step"] = torch.tensor(float(state["step"]))
+        loss = super().step(closure)
+        for state in self.state.values():
+            state["step"] = int(state["step"].item())
+        return loss
+
+
+class DefaultDecayOfAdamW(Textbook):
+    """an Adam whose weight_decay defaults to AdamW's 1e-2 (an L2 default copied from an AdamW port)."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, **kw):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, **kw)
+
+
+class BiasCorrectionDroppedLate(Textbook):
+    """drops both bias corrections after step 1000, taking them as converged (1 - β₂ᵗ is still 0.63 there)."""
+
+    def denominator(self, hp, second, t):
+        return second.sqrt().add_(hp.eps) if t > 1000 else super().denominator(hp, second, t)
+
+    def apply(self, hp, p, m, denom, t):
+        p.addcdiv_(m, denom, value=-hp.lr if t > 1000 else -hp.lr / (1 - hp.beta1**t))
+
+
 class InvalidHyperparametersAccepted(Textbook):
     """no validation of hyperparameters: a negative lr or beta >= 1 is accepted."""
 
@@ -766,7 +826,8 @@ MUTANTS = [
     GradReadWithParamStrides, GradWrittenOnL2Path, UndecayedFastPathNoBiasCorrection, TensorLrPathNoBiasCorrection,
     HalfPathNoBiasCorrection, Bfloat16PathNoBiasCorrection, Float64PathNoBiasCorrection, ZeroDimPathNoBiasCorrection,
     NonContiguousParamNotUpdated, GroupsShareFirstGroupsHyperparameters, LateGroupCountsGlobalSteps, RejectsZeroLr,
-    Float32InsideEpsBeforeBiasCorrection, StoresBiasCorrectedMoments,
+    Float32InsideEpsBeforeBiasCorrection, StoresBiasCorrectedMoments, ClosureCalledTwice, ClosureUnderNoGrad,
+    StepInFloat16, StepAsPythonInt, DefaultDecayOfAdamW, BiasCorrectionDroppedLate,
 ]
 
 

@@ -116,10 +116,26 @@ class DaemonOutlivesRank(Zero):
             _DAEMONS.append(subprocess.Popen(["sh", "-c", "sleep 120 &"]).wait())
 
 
-MUTANTS = [StaleReplica, RestoresByOldPartition, StepPerSubGroup, PrecisionFromShardSize, DaemonOutlivesRank]
+class SkipsStepWithoutGrads(Zero):
+    """The last rank returns from step() when a parameter has no gradient, so the others wait in its broadcast
+    forever (a rank-local early exit, as an overflow check on one rank only: DeepSpeed#1823 family)."""
+
+    def step(self, closure=None):
+        if self.rank == self.world_size - 1 and self.world_size > 1 and any(
+                p.grad is None for group in self.param_groups for p in group["params"]):
+            return None
+        return super().step(closure)
+
+
+MUTANTS = [StaleReplica, RestoresByOldPartition, StepPerSubGroup, PrecisionFromShardSize, DaemonOutlivesRank,
+           SkipsStepWithoutGrads]
 CORRECT = [Zero, Sharded]
 
 
 def implementation(cls) -> Implementation:
     """The class as a distributed target that claims exactly its CLAIMS."""
     return Implementation(cls.__name__, cls, (cls.__doc__ or "").strip(), claims=cls.CLAIMS, sharding=cls.SHARDING)
+
+
+for _cls in MUTANTS + CORRECT:  # certify tests.sharding_mutants:StaleReplica.TARGET, say
+    _cls.TARGET = implementation(_cls)

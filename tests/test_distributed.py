@@ -7,22 +7,36 @@ ranks are shared by every test here (one per world size) and closed at the end."
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import multiprocessing
 import os
+import subprocess
+import sys
+import time
 from multiprocessing import forkserver, resource_tracker
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conformance import resolve
 from conformance.cases.case import Case, Group, Param, Step
-from conformance.checks import CATALOGUE
+from conformance.checks import CATALOGUE, CheckFailure, run_check
 from conformance.front import cli
+from conformance.front.certify import CheckResult
 from conformance.registry import Sharding
+from conformance.report import records, reproducer
 from conformance.report.environment import environment
-from conformance.run import distributed, runner
+from conformance.run import distributed, pool, processes, runner
+from conformance.run.rank import FAULTS
 from conformance.run.reference import single_tensor
 from conformance.run.target import Target
+from tests import sharding_mutants
+from tests.kill_matrix import PLACES, target_of
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(distributed.unusable(Sharding("dtensor")) is not None,
                                 reason=f"torch.distributed: {distributed.unusable(Sharding('dtensor'))}")
@@ -31,7 +45,7 @@ pytestmark = pytest.mark.skipif(distributed.unusable(Sharding("dtensor")) is not
 @pytest.fixture(scope="module", autouse=True)
 def pools():
     yield
-    distributed.close_all()
+    pool.close_all()
 
 
 def _children() -> list[int]:
@@ -40,7 +54,7 @@ def _children() -> list[int]:
     (each serves the process until it exits)."""
     helpers = {getattr(resource_tracker._resource_tracker, "_pid", None),
                getattr(forkserver._forkserver, "_forkserver_pid", None)}
-    return [pid for pid in distributed.descendants([os.getpid()]) if pid not in helpers and distributed.alive(pid)]
+    return [pid for pid in processes.descendants([os.getpid()]) if pid not in helpers and processes.alive(pid)]
 
 
 def _case(spec: str = "adam") -> Case:
@@ -89,13 +103,13 @@ def test_a_bad_world_size_is_one_line_and_exit_2(args, says, capsys):
     assert says in err and len(err.strip().splitlines()) == 1, err
 
 
-@pytest.mark.parametrize("kind", distributed.FAULTS)
+@pytest.mark.parametrize("kind", FAULTS)
 def test_a_rank_that_fails_ends_its_case_in_one_line_and_the_next_case_runs(kind):
     impl, case = resolve("zero-eager"), _case()
     outcome = distributed.drive(impl, case, "cpu", 2, fault=(1, kind, 2), limit=8.0)
     error = outcome.trace.error
-    assert error and 1 in distributed.named(error) and "\n" not in error, error
-    assert distributed.leftovers(outcome.token) == []
+    assert error and outcome.failed[0] == 1 and "rank 1" in error and "\n" not in error, error
+    assert pool.leftovers(outcome.token) == []
     assert _same(distributed.run(impl, case, "cpu", 2), runner.run(single_tensor("adam"), case))
 
 
@@ -106,6 +120,71 @@ def test_no_process_is_left_behind():
     assert _children(), "no ranks were started: this test would count nothing"
     for world, kind in [(2, "exit"), (4, "raise"), (2, "hang")]:
         assert distributed.drive(impl, case, "cpu", world, fault=(1, kind, 2), limit=4.0).trace.error
-    distributed.close_all()
+    pool.close_all()
     assert multiprocessing.active_children() == []
     assert _children() == []
+
+
+def test_a_rank_that_hangs_in_a_collective_is_named_with_its_step_and_where_it_waits():
+    """Found within seconds (every silent rank waits in torch.distributed), never at the check's limit."""
+    impl, case = sharding_mutants.SkipsStepWithoutGrads.TARGET, _case()
+    steps = list(case.steps)
+    steps[1] = Step((None, *steps[1].grads[1:]))  # the last rank skips step 2: the others wait in its broadcast
+    case = dataclasses.replace(case, steps=tuple(steps))
+    started = time.monotonic()
+    with pytest.raises(distributed.Hung) as hung:
+        distributed.run(impl, case, "cpu", 2)
+    said = str(hung.value)
+    assert "(hung)" in said and "rank 0 last said it began step 3, waiting in torch.distributed" in said, said
+    assert "called from sharding_mutants.py" in said and "\n" not in said, said
+    assert len(hung.value.case.steps) == 3 and time.monotonic() - started < 20
+
+
+def test_a_state_tensor_a_rank_lacks_is_reported_missing_not_dropped():
+    """A DTensor target whose rank with an empty shard keeps no state: the Trace says so."""
+    impl = resolve("fsdp2-torch")
+    shapes = [(1, 5), (6,)]  # at 2 ranks, param 0's second shard is empty
+    rng = np.random.default_rng(3)
+    draw = lambda s: rng.standard_normal(s).astype(np.float32).astype(np.float64)
+    case = Case("adam", tuple(Param(draw(s)) for s in shapes), (Group((0, 1), amsgrad=True),),
+                tuple(Step(tuple(draw(s) for s in shapes)) for _ in range(2)))
+    trace = distributed.run(dataclasses.replace(impl, factory=_SkipsEmptyShards), case, "cpu", 2)
+    missing = [o for o in trace.observations if o.kind == "state-missing"]
+    assert missing and missing[0].param == 0 and "rank 1 holds no" in missing[0].detail, trace.observations
+    assert "exp_avg" not in trace.state[0] and "exp_avg" in trace.state[1]
+
+
+class _SkipsEmptyShards(torch.optim.Adam):
+    """Adam over DTensors that leaves out the parameters whose shard on this rank is empty."""
+
+    def step(self, closure=None):
+        held = {p: p.grad for g in self.param_groups for p in g["params"] if p.to_local().numel() == 0}
+        for p in held:
+            p.grad = None
+        try:
+            return super().step(closure)
+        finally:
+            for p, grad in held.items():
+                p.grad = grad
+
+
+#: The sharding zoo, each with a check that catches it (the witnessed ones: tests/kill_matrix.py).
+WITNESSED = {place.witness: check_id for check_id, place in PLACES.items() if place.witness in sharding_mutants.MUTANTS}
+WITNESSED[sharding_mutants.SkipsStepWithoutGrads] = "parity.trajectory"
+
+
+@pytest.mark.parametrize("cls", list(WITNESSED), ids=lambda c: c.__name__)
+def test_every_sharding_mutants_reproducer_exits_1_while_its_bug_is_there(cls, tmp_path):
+    """It starts its ranks (a pool on gloo, at the world size of the failure) and reruns the
+    failed property on the minimal case: never "now holds" on a bug that is still there."""
+    target = target_of(cls, "quick", "sharded")
+    with pytest.raises(CheckFailure) as caught:
+        run_check(CATALOGUE[WITNESSED[cls]], target, explain=False)
+    failure = json.loads(records.failure_record(caught.value))
+    assert failure["rerun"] is not None, failure["message"]
+    result = CheckResult(WITNESSED[cls], "failed", failure=failure)
+    path = reproducer.write(tmp_path, f"tests.sharding_mutants:{cls.__name__}.TARGET", target, result)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, str(path)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 1 and "the target still FAILS" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]

@@ -54,6 +54,63 @@ class SlowToBuild(torch.optim.Adam):
 
 def raises_everywhere(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
     raise RuntimeError("not today")
+
+
+def open_adamw(params, **kw):
+    """AdamW behind an open signature: it takes no decoupled_weight_decay."""
+    return torch.optim.AdamW(params, foreach=True, **kw)
+
+
+class Forwarding(torch.optim.Adam):
+    """A subclass that forwards everything, as wrappers do."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+
+
+def lr_required(params, lr, betas=(0.9, 0.999), eps=1e-8):
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps)
+
+
+class HalfBecomesFloat(torch.optim.Adam):
+    """Turns a float16 parameter into float32 in place: a bug, not a refusal."""
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.dtype == torch.float16:
+                    p.data = p.data.float()
+        return super().step(closure)
+
+
+class RefusesHalfCleanly(torch.optim.Adam):
+    """Refuses a float16 parameter in its first step, touching nothing."""
+
+    def step(self, closure=None):
+        if any(p.dtype == torch.float16 for g in self.param_groups for p in g["params"]):
+            raise TypeError("float16 is not supported")
+        return super().step(closure)
+
+
+class RaisesOnHalfLater(torch.optim.Adam):
+    """Takes a float16 parameter, then raises on its second step: a bug, not a refusal."""
+
+    def step(self, closure=None):
+        calls = self.__dict__.setdefault("calls", [0])
+        calls[0] += 1
+        if calls[0] > 1 and any(p.dtype == torch.float16 for g in self.param_groups for p in g["params"]):
+            raise RuntimeError("float16 overflowed")
+        return super().step(closure)
+
+
+class ClosureTwice(torch.optim.Adam):
+    """Calls the closure twice: the preflight must not take that for a refusal of closures."""
+
+    def step(self, closure=None):
+        if closure is not None:
+            with torch.enable_grad():
+                closure()
+        return super().step(closure)
 '''
 
 
@@ -147,3 +204,75 @@ def test_the_record_survives_the_trip_to_the_workers():
                                 construct_s=0.5, duration_s=1.0)
     assert preflight.Preflight.from_json(found.to_json()) == found
     assert dataclasses.asdict(found)["dropped"][0]["raised"] == "boom"
+
+
+def test_an_open_signature_is_probed_keyword_by_keyword(optimizers):
+    """`make(params, **kw)` around AdamW: at torch's defaults it is given the parameters alone;
+    its spec is read from what it returns; decoupled_weight_decay, which AdamW does not take, is
+    found by probing (and is meaningless for AdamW anyway)."""
+    impl = resolve("preflight_targets:open_adamw")
+    assert impl.spec == "adam" and impl.spec_from == "default"
+    assert {"weight_decay", "amsgrad", "maximize"} <= impl.assumed
+    target = Target(impl, impl.spec, "cpu", PROFILES["quick"])
+    found = preflight.run(target, read_spec=True)
+    target = found.apply(target)
+    assert target.spec == "adamw" and "read from the optimizer it returns" in found.lines()[0]
+    assert set(found.probed) == {"weight_decay", "amsgrad", "maximize"}
+    assert "decoupled_weight_decay" not in target.claims
+    for check_id in ("parity.trajectory", "contract.defaults", "contract.state-entries"):
+        run_check(CATALOGUE[check_id], target)
+
+
+def test_a_forwarding_subclass_keeps_every_keyword_it_takes(optimizers):
+    target, found = _checked("preflight_targets:Forwarding")
+    assert set(found.probed) == {"weight_decay", "amsgrad", "maximize", "decoupled_weight_decay"}
+    assert not found.dropped and not found.kept and found.explicit == {}
+
+
+def test_a_keyword_without_a_default_is_always_given(optimizers):
+    target, found = _checked("preflight_targets:lr_required")
+    assert found.explicit == {"lr": "required by its signature"}
+    assert target.impl.explicit == {"lr"}
+    run_check(CATALOGUE["parity.trajectory"], target)
+    with pytest.raises(CheckFailure, match="with torch's defaults left out.*raised where torch.optim.Adam did not"):
+        run_check(CATALOGUE["contract.defaults"], target, explain=False)
+
+
+def test_a_default_that_differs_from_torchs_is_always_given_and_one_finding():
+    from tests import mutants
+    from tests.kill_matrix import target_of
+
+    target = target_of(mutants.DefaultDecayOfAdamW, "quick")
+    assert set(target.impl.explicit) == {"weight_decay"}
+    run_check(CATALOGUE["parity.trajectory"], target)  # weight_decay=0 is passed: parity judges Adam
+    with pytest.raises(CheckFailure, match="its default is 0.01, torch's 0.0"):
+        run_check(CATALOGUE["contract.defaults"], target, explain=False)
+
+
+@pytest.mark.parametrize("name", ["preflight_targets:HalfBecomesFloat", "preflight_targets:RaisesOnHalfLater"])
+def test_a_bug_the_probe_exposes_is_kept_for_the_checks_not_dropped(optimizers, name):
+    """Attribution: a run the target broke (the suite's next move failed, or it raised on a
+    later step) is no refusal: the claim stays, and the checks fail on it."""
+    target, found = _checked(name)
+    assert "float16" not in {n.feature for n in found.dropped} and "float16" in target.claims
+    kept = [n for n in found.kept if n.feature == "float16"]
+    assert kept and "kept in the claims" in kept[0].kept(), found.lines()
+    with pytest.raises(CheckFailure):
+        run_check(CATALOGUE["parity.trajectory"], target, explain=False)
+
+
+def test_a_clean_refusal_is_dropped_and_said_in_the_verdict(optimizers):
+    from conformance.report import certificate
+
+    target, found = _checked("preflight_targets:RefusesHalfCleanly")
+    assert [n.feature for n in found.dropped] == ["float16"] and not found.kept
+    doc = dict(summary=dict(passed=3, failed=0, skipped=0, error=0), target=dict(name="x", spec="adam"),
+               verdict="conformant", dropped_claims=[dict(feature="float16", probe="p", refusal="r")])
+    assert certificate.verdict_line(doc).startswith("CONFORMANT (without float16: refused by the target)")
+
+
+def test_a_closure_called_twice_is_not_a_refused_closure(optimizers):
+    target, found = _checked("preflight_targets:ClosureTwice")
+    assert "closure" in target.claims and not found.dropped and not found.kept
+    with pytest.raises(CheckFailure, match="called the closure 2 times"):
+        run_check(CATALOGUE["contract.closure"], target, explain=False)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conformance import dtypes, vocabulary
+from conformance.checks import contract
 from conformance.report import certificate, repro_runtime
 from conformance.run import drive
 
@@ -119,6 +120,8 @@ def test_the_reproducer_runtimes_copies_match_the_vocabulary():
     assert set(drive.DTYPES) == set(dtypes.ALL)
     assert set(drive.KEYWORDS) == set(vocabulary.KEYWORD_FEATURES)
     assert drive.STATE_KEYS == vocabulary.STATE_KEYS
+    assert drive.DEFAULTS == vocabulary.TORCH_DEFAULTS
+    assert repro_runtime.WIDTH == contract.WIDTH
     assert repro_runtime.EPS == {d: dtypes.eps(d) for d in dtypes.ALL}
     for spec in vocabulary.SPECS:
         repro_runtime.SPEC = spec  # a reproducer's constant

@@ -7,6 +7,7 @@ or None, the hyperparameter changes made before it, and events (a state_dict rou
 trip into a fresh optimizer, directly or through ``torch.save`` /
 ``torch.load(weights_only=True)``; ``zero_grad``; a group joining through
 ``add_param_group``). A closed-loop Case takes its gradients from an objective instead.
+A resumed Case starts from a loaded state_dict, as a run resumed late in training does.
 
 A Case serialises to JSON metadata plus named numpy arrays, without pickle. Values are
 float64 / complex128 arrays holding values exactly representable in the case's dtypes.
@@ -104,6 +105,16 @@ class Objective:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class Resume:
+    """A run that starts from a state_dict saved late in training: every parameter stepped
+    ``step`` times before, with ``moments[i]`` its state tensors (exp_avg, exp_avg_sq, and
+    max_exp_avg_sq where its group uses AMSGrad), as torch's state_dict holds them."""
+
+    step: int
+    moments: tuple[Mapping[str, np.ndarray], ...]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Case:
     """One optimization run, fully described. Steps are numbered from 1."""
 
@@ -115,6 +126,7 @@ class Case:
     #: Steps after which a snapshot is recorded; None records every step.
     record: tuple[int, ...] | None = None
     name: str = ""
+    resume: Resume | None = None
 
     def __post_init__(self):
         _validate(self)
@@ -129,7 +141,8 @@ class Case:
         """A few readable lines: what a person needs to see of a (minimal) Case."""
         lines = [f"{self.name + ': ' if self.name else ''}spec {self.spec}, {len(self.params)} param(s), "
                  f"{len(self.groups)} group(s), {len(self.steps)} step(s)"
-                 + (f", closed loop {self.objective.kind}" if self.objective else "")]
+                 + (f", closed loop {self.objective.kind}" if self.objective else "")
+                 + (f", resumed from a state_dict saved after step {self.resume.step}" if self.resume else "")]
         for i, p in enumerate(self.params):
             layout = "" if p.layout == p.grad_layout == "contiguous" else f", {p.layout} (grad {p.grad_layout})"
             lines.append(f"  param {i}: {p.dtype} {p.shape}{layout}")
@@ -233,6 +246,9 @@ class Case:
             objective=objective,
             record=None if self.record is None else list(self.record),
         )
+        if self.resume is not None:
+            meta["resume"] = dict(step=self.resume.step, keys=[sorted(m) for m in self.resume.moments])
+            arrays.update({f"resume/{k}/{i}": a for i, m in enumerate(self.resume.moments) for k, a in m.items()})
         return meta, arrays
 
     @classmethod
@@ -267,6 +283,12 @@ class Case:
                     inputs=named_array(arrays, "objective/inputs"),
                     targets=named_array(arrays, "objective/targets"),
                 )
+            resume = None
+            if meta.get("resume") is not None:
+                keys = meta["resume"]["keys"]
+                resume = Resume(int(meta["resume"]["step"]), tuple(
+                    {k: named_array(arrays, f"resume/{k}/{i}", params[i].shape) for k in ks}
+                    for i, ks in enumerate(keys)))
             return cls(
                 spec=meta["spec"],
                 params=params,
@@ -275,6 +297,7 @@ class Case:
                 objective=objective,
                 record=None if meta["record"] is None else tuple(meta["record"]),
                 name=meta.get("name", ""),
+                resume=resume,
             )
         except CaseError:
             raise
@@ -339,7 +362,7 @@ def named_array(arrays: Mapping[str, np.ndarray], name: str, shape=None) -> np.n
 def _validate(case: Case) -> None:
     """Raise CaseError naming the first inconsistency of `case`."""
     for problem in itertools.chain(_param_problems(case), _group_problems(case), _step_problems(case),
-                                   _run_problems(case)):
+                                   _run_problems(case), _resume_problems(case)):
         raise CaseError(f"invalid case{' ' + repr(case.name) if case.name else ''}: {problem}")
 
 
@@ -404,6 +427,31 @@ def _run_problems(case: Case) -> Iterator[str]:
     if record is not None and (not record or any(not 1 <= t <= len(case.steps) for t in record)
                                or list(record) != sorted(set(record))):
         yield f"record must list increasing steps within 1..{len(case.steps)}"
+
+
+def _resume_problems(case: Case) -> Iterator[str]:
+    """A resumed run: every group given to the constructor, and torch's state for every parameter."""
+    resume = case.resume
+    if resume is None:
+        return
+    if not isinstance(resume.step, int) or resume.step < 1:
+        yield f"resume.step must be a positive integer, not {resume.step!r}"
+    if any(g.added_at != 1 for g in case.groups):
+        yield "a resumed case's groups must all be given to the constructor"
+    if len(resume.moments) != len(case.params):
+        yield f"resume holds the state of {len(resume.moments)} parameters, the case has {len(case.params)}"
+        return
+    for g in case.groups:
+        wanted = {"exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if g.amsgrad else set())
+        for i in g.params:
+            p, moments = case.params[i], resume.moments[i]
+            if set(moments) != wanted:
+                yield f"resume: param {i} needs {sorted(wanted)}, has {sorted(moments)}"
+            elif not all(_holds(a, p.shape, p.dtype) for a in moments.values()):
+                yield f"resume: param {i}'s moments are not {p.shape} arrays of {p.dtype} values"
+            elif np.any(dtypes.components(moments["exp_avg_sq"]) < 0) or "max_exp_avg_sq" in moments and np.any(
+                    dtypes.components(moments["max_exp_avg_sq"]) < dtypes.components(moments["exp_avg_sq"])):
+                yield f"resume: param {i}'s exp_avg_sq is negative, or above its max_exp_avg_sq"
 
 
 def _holds(values, shape: tuple[int, ...], dtype: str) -> bool:

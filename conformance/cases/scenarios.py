@@ -8,6 +8,7 @@ the files rebuild bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -29,7 +30,7 @@ def scenario(description: str):
 
 
 def _named(case: Case, name: str) -> Case:
-    return Case(case.spec, case.params, case.groups, case.steps, case.objective, case.record, name)
+    return dataclasses.replace(case, name=name)
 
 
 def values(rs: np.random.RandomState, shape, dtype: str, scale: float = 1.0) -> np.ndarray:

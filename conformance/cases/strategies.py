@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from conformance import dtypes as dt
-from conformance.cases.case import LAYOUTS, Case, Group, Param, Step
+from conformance.cases.case import LAYOUTS, Case, Group, Objective, Param, Resume, Step
 from conformance.vocabulary import EDGES, FEATURES, SPECS
 
 #: Sides that are not multiples of any power of two above 1 (and 0, for empty tensors).
@@ -41,6 +41,8 @@ LARGE = (1025, 4097)
 MAGNITUDE_RANGE = {"float16": (-2, 1), "bfloat16": (-17, 17), "float32": (-17, 17), "float64": (-150, 150)}
 #: The dimensions a layout needs: at least this many (channels_last: exactly 4).
 LAYOUT_DIMS = {"contiguous": 0, "transposed": 2, "sliced": 1, "channels_last": 4}
+#: The least nonzero weight decay drawn (see `hyperparameters`).
+MIN_DECAY = 1e-6
 #: Parameter dtypes, float32 (always claimed) first.
 DTYPES = ("float32", "float64", "float16", "bfloat16", "complex64", "complex128")
 
@@ -196,8 +198,11 @@ def hyperparameters(claims=FEATURES, spec: str = "adam", avoid=(), plan: Plan = 
     beta2 = st.one_of(st.sampled_from(_without([0.999, 0.0, 0.5, 0.9, 0.99, 0.9999], "beta2=0", avoid)),
                       st.floats(0.0, 0.9999, exclude_min="beta2=0" in avoid))
     eps = st.sampled_from(_without([1e-8, 0.0, 1e-12, 1e-6, 1e-3, 0.1, 1.0], "eps=0", avoid))
+    # A decay far below any in use (1e-38, say) makes wd·θ underflow in float16 and its square
+    # in float32: with eps = 0 the step is then 0/0 or x/0 by precision alone, torch's too, and
+    # each implementation's precision picks its own non-finite value. MIN_DECAY keeps draws real.
     some_decay = st.one_of(st.sampled_from(_without([1e-4, 1e-2, 0.1, 0.5, 1.0], "weight_decay=1", avoid)),
-                           st.floats(0.0, 1.0, exclude_min=True, exclude_max="weight_decay=1" in avoid))
+                           st.floats(MIN_DECAY, 1.0, exclude_max="weight_decay=1" in avoid))
     decay = st.just(0.0)
     if "weight_decay" in claims:
         decay = st.one_of(st.just(0.0), some_decay) if plan.decay is None else (
@@ -317,13 +322,58 @@ def _values(rs: np.random.RandomState, shape, dtype: str, scale: float = 1.0) ->
 
 def cases(*, spec: str = "adam", claims=FEATURES, max_params: int = 4, max_steps: int = 8, max_groups: int = 3,
           max_numel: int = 1024, large: bool = True, non_finite: bool = False, events: bool = True,
-          late_joins: bool = True, avoid=(), plan: Plan = FREE) -> st.SearchStrategy[Case]:
+          late_joins: bool = True, avoid=(), plan: Plan = FREE, resume: bool = False) -> st.SearchStrategy[Case]:
     """Whole Cases for `spec` within `claims`, off the edges in `avoid`, taking the branches
-    `plan` forces. See the module docstring for the bounds. Raises InvalidArgument, naming
+    `plan` forces; with `resume`, runs resumed from a state_dict saved late in training
+    (`RESUMED_AT`). See the module docstring for the bounds. Raises InvalidArgument, naming
     the argument, for arguments no Case can satisfy."""
     _check_arguments(spec, claims, max_params, max_steps, max_groups, max_numel, avoid, plan)
-    return _cases(spec, frozenset(claims), max_params, max_steps, max_groups, max_numel, large, non_finite, events,
-                  late_joins, frozenset(avoid), plan)
+    strategy = _cases(spec, frozenset(claims), max_params, max_steps, max_groups, max_numel, large, non_finite,
+                      events, late_joins and not resume, frozenset(avoid), plan)
+    return strategy.flatmap(resumed) if resume else strategy
+
+
+#: The steps a resumed Case starts after: where a float16 step counter stops counting
+#: (2048 + 1 rounds to 2048), and late in a long run.
+RESUMED_AT = (2047, 10**6)
+
+
+@st.composite
+def resumed(draw, case: Case) -> Case:
+    """`case` resumed from a state_dict saved after a step of `RESUMED_AT`: moments of the
+    gradients' typical size (a second moment, its square; AMSGrad's max, at least that)."""
+    rs = np.random.RandomState(draw(st.integers(0, 2**32 - 1)))
+    scale = 10.0 ** draw(st.integers(-3, 1))
+    amsgrad = {i for g in case.groups if g.amsgrad for i in g.params}
+    moments = []
+    for i, p in enumerate(case.params):
+        m = _values(rs, p.shape, p.dtype, scale)
+        v = _values(rs, p.shape, p.dtype, scale)
+        v = dt.round_to(dt.complex_from(dt.components(v)[..., 0] ** 2, dt.components(v)[..., 1] ** 2)
+                        if dt.is_complex(p.dtype) else v * v, p.dtype)
+        entry = {"exp_avg": m, "exp_avg_sq": v}
+        if i in amsgrad:
+            entry["max_exp_avg_sq"] = dt.round_to(v * 2, p.dtype)
+        moments.append(entry)
+    return dataclasses.replace(case, resume=Resume(draw(st.sampled_from(RESUMED_AT)), tuple(moments)))
+
+
+@st.composite
+def closed_loops(draw, *, spec: str = "adam", claims=FEATURES, max_steps: int = 8, avoid=(),
+                 plan: Plan = FREE) -> Case:
+    """Small closed loops: the seed notebook's MLP objective (``mlp-mse``) at a size of a few
+    units, every step through step(closure) when closure is claimed; its gradients come from
+    autograd, as a user's closure computes them."""
+    d_in, hidden, d_out, n = (draw(st.integers(1, k)) for k in (5, 4, 3, 6))
+    dtype = draw(st.sampled_from([d for d in ("float32", "float64") if d in claimed_dtypes(claims)]))
+    rs = np.random.RandomState(draw(st.integers(0, 2**32 - 1)))
+    shapes = [(hidden, d_in), (hidden,), (d_out, hidden), (d_out,)]
+    params = tuple(Param(_values(rs, s, dtype, 1 / np.sqrt(s[-1])), dtype) for s in shapes)
+    h = draw(hyperparameters(claims, spec, avoid, dataclasses.replace(plan, lr=plan.lr or 0.01)))
+    closure = "closure" in claims
+    steps = tuple(Step((), closure=closure) for _ in range(draw(st.integers(1, max_steps))))
+    objective = Objective("mlp-mse", _values(rs, (n, d_in), dtype), _values(rs, (n, d_out), dtype))
+    return Case(spec, params, (Group((0, 1, 2, 3), **h),), steps, objective)
 
 
 def _check_arguments(spec, claims, max_params, max_steps, max_groups, max_numel, avoid, plan) -> None:

@@ -37,6 +37,7 @@ KINDS = (
     "param-replaced",  # a parameter's storage, dtype, shape or strides changed
     "closure",  # step(closure) did not call the closure once or did not return its loss
     "global-state",  # the optimizer changed torch's global state (default dtype, grad mode, RNG)
+    "state-missing",  # a sharded target's rank holds no piece of a state tensor the others hold
 )
 
 
@@ -47,7 +48,10 @@ class Trace:
     ``params[i]`` is an array [len(steps), *shape] of parameter i after each recorded
     step; ``state[i]`` maps each state key (exp_avg, exp_avg_sq, max_exp_avg_sq, step)
     the same way (absent state reads as zeros, step 0). ``losses`` holds a closed loop's
-    loss before every step. ``error`` is the exception that stopped the run, if any.
+    loss before every step. ``error`` is the exception that stopped the run, if any;
+    ``refused`` says the target raised it cleanly (`conformance.run.drive`). ``kinds[i]``
+    says what each state entry of parameter i was at its last recorded step (type, dtype,
+    shape, device, layout; empty without state or for the oracle).
     """
 
     steps: tuple[int, ...]
@@ -56,6 +60,8 @@ class Trace:
     losses: np.ndarray | None = None
     observations: tuple[Observation, ...] = ()
     error: str | None = None
+    refused: bool = False
+    kinds: tuple[Mapping[str, dict], ...] = ()
 
     def to_json(self) -> tuple[dict, dict[str, np.ndarray]]:
         arrays = {f"param/{i}": a for i, a in enumerate(self.params)}
@@ -71,6 +77,10 @@ class Trace:
             observations=[dataclasses.asdict(o) for o in self.observations],
             error=self.error,
         )
+        if self.error:
+            meta["refused"] = self.refused
+        if any(self.kinds):
+            meta["kinds"] = [dict(k) for k in self.kinds]
         return meta, arrays
 
     @classmethod
@@ -92,6 +102,8 @@ class Trace:
                 losses=named_array(arrays, "losses") if meta["losses"] else None,
                 observations=tuple(Observation(**o) for o in meta["observations"]),
                 error=meta["error"],
+                refused=bool(meta.get("refused", False)),
+                kinds=tuple(meta.get("kinds", ())),
             )
         except CaseError:
             raise

@@ -19,8 +19,9 @@ from collections.abc import Callable
 import numpy as np
 
 from conformance import dtypes
-from conformance.cases.case import Case, CaseError, Param, Step
+from conformance.cases.case import Case, CaseError, Param, Resume, Step
 from conformance.checks.catalogue import CheckFailure, CheckSkipped, CheckTimeout
+from conformance.run import distributed
 from conformance.run.target import Target
 
 #: Ablations stop after this long (a failure is reported with what was found by then).
@@ -45,7 +46,12 @@ def _groups(case: Case, **values) -> Case | None:
             c[1] in values for s in case.steps for c in s.set):
         return None
     steps = tuple(dataclasses.replace(s, set=tuple(c for c in s.set if c[1] not in values)) for s in case.steps)
-    return dataclasses.replace(case, groups=tuple(dataclasses.replace(g, **values) for g in case.groups), steps=steps)
+    resume = case.resume
+    if resume is not None and values.get("amsgrad") is False:  # no running max to resume from
+        resume = Resume(resume.step, tuple({k: a for k, a in m.items() if k != "max_exp_avg_sq"}
+                                           for m in resume.moments))
+    return dataclasses.replace(case, groups=tuple(dataclasses.replace(g, **values) for g in case.groups), steps=steps,
+                               resume=resume)
 
 
 def _steps(case: Case, change: Callable[[Step], Step]) -> Case | None:
@@ -74,7 +80,10 @@ def _retyped(case: Case, kinds: tuple[str, ...], to: Callable[[str], str]) -> Ca
         params[i] = dataclasses.replace(params[i], init=retype(params[i].init, dtype), dtype=dtype)
     steps = tuple(dataclasses.replace(s, grads=tuple(g if g is None or i not in changed else retype(g, params[i].dtype)
                                                      for i, g in enumerate(s.grads))) for s in case.steps)
-    return dataclasses.replace(case, params=tuple(params), steps=steps)
+    resume = case.resume and Resume(case.resume.step, tuple(
+        {k: retype(a, params[i].dtype) for k, a in m.items()} if i in changed else m
+        for i, m in enumerate(case.resume.moments)))
+    return dataclasses.replace(case, params=tuple(params), steps=steps, resume=resume)
 
 
 def _as_real_pairs(case: Case) -> Case | None:
@@ -129,7 +138,9 @@ def _dropped(case: Case, i: int) -> Case | None:
     steps = tuple(dataclasses.replace(s, grads=s.grads[:i] + s.grads[i + 1:],
                                       set=tuple((moved[j], k, v) for j, k, v in s.set if j in moved))
                   for s in case.steps)
-    return dataclasses.replace(case, params=tuple(case.params[k] for k in number), groups=tuple(groups), steps=steps)
+    resume = case.resume and Resume(case.resume.step, tuple(case.resume.moments[k] for k in number))
+    return dataclasses.replace(case, params=tuple(case.params[k] for k in number), groups=tuple(groups), steps=steps,
+                               resume=resume)
 
 
 def _merged_groups(case: Case) -> Case | None:
@@ -189,6 +200,8 @@ ABLATIONS = (
     Ablation("a parameter without a gradient at some step", lambda c: _filled(c, lambda g: g is None)),
     Ablation("a NaN or inf gradient", lambda c: _filled(c, lambda g: g is not None and not np.all(np.isfinite(g)))),
     Ablation("step(closure)", lambda c: _steps(c, lambda s: dataclasses.replace(s, closure=False) if s.closure else s)),
+    Ablation("a run resumed from a state_dict saved late in training",
+             lambda c: None if c.resume is None else dataclasses.replace(c, resume=None)),
     Ablation("a state_dict round trip or zero_grad between steps",
              lambda c: _steps(c, lambda s: dataclasses.replace(s, events=()) if s.events else s)),
     Ablation("lr changed between steps", lambda c: _steps(c, lambda s: dataclasses.replace(s, set=()) if s.set else s)),
@@ -214,7 +227,7 @@ def explain(target: Target, failure: CheckFailure, seconds: float = SECONDS) -> 
     deadline = time.monotonic() + seconds
     try:
         for i in reversed(range(len(case.params))):  # parameters the failure does without
-            fewer = _dropped(case, i)
+            fewer = _reverted(Ablation("", lambda c, i=i: _dropped(c, i)), case)
             if fewer is not None and time.monotonic() < deadline and _outcome(target, prop, fewer, rest) == "fails":
                 case = fewer
         for ablation in ABLATIONS:
@@ -250,6 +263,8 @@ def _failure(target: Target, prop, case: Case, rest: tuple) -> CheckFailure | No
         prop(target, case, *rest)
     except CheckFailure as failure:
         return failure
+    except distributed.Hung as hung:
+        return CheckFailure(str(hung), [hung.case], severity="api")
     except Exception:
         return None
     return None
@@ -263,7 +278,7 @@ def _outcome(target: Target, prop, case: Case, rest: tuple) -> str:
         return "unknown"
     try:
         prop(target, case, *rest)
-    except CheckFailure:
+    except (CheckFailure, distributed.Hung):
         return "unknown" if _failure(target.torch(), prop, case, rest) else "fails"
     except (CheckSkipped, Exception):
         return "unknown"

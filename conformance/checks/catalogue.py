@@ -33,8 +33,11 @@ class CheckFailure(AssertionError):
         #: How a reproducer shows it (see conformance.repro_runtime); None: side by side with torch.
         self.repro = repro
         self.severity = severity
-        #: (property, args): `holds` fills it, so that the failure can be rerun on changed Cases.
+        #: (property, args): `holds` fills it, so that the failure can be rerun on changed Cases
+        #: (`ablation`, and the reproducer of a distributed target, which reruns the property).
         self.retest: tuple[Callable, tuple] | None = None
+        #: Whether ablation may rerun it on changed Cases (False where each rerun costs a wait).
+        self.ablate = True
         #: What the minimal Case needs for the failure to show (`ablation.explain`).
         self.necessary: list[str] | None = None
 

@@ -9,13 +9,15 @@ import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from conformance.cases.case import Case
+from conformance.cases.case import Case, Group, Param, Step
 from conformance.cases.trace import Trace
 from conformance.checks.assertions import and_more, completed, holds, within_budget
 from conformance.checks.catalogue import CheckFailure, Evidence, check
+from conformance.dtypes import round_to
 from conformance.run import preflight
 from conformance.run.runner import guarded_global_state
 from conformance.run.target import Target
+from conformance.truth.budget import Parity
 from conformance.vocabulary import torch_class_name
 
 
@@ -45,11 +47,114 @@ def global_state(target: Target, evidence: Evidence, data) -> None:
           "torch's global state changed")
 
 
-@check("contract.closure", "step(closure) calls the closure exactly once and returns its loss.", needs=["closure"])
+@check("contract.closure",
+       "step(closure) calls the closure exactly once, with grad enabled, and returns its loss: a closure written as "
+       "users write it (the seed's MLP: forward, loss.backward(), return the loss) works.", needs=["closure"])
 def closure(target: Target, evidence: Evidence, data) -> None:
     case = data.draw(target.cases(), label="case")
     case = dataclasses.replace(case, steps=tuple(dataclasses.replace(s, closure=True) for s in case.steps))
-    holds(target, evidence, _observed, case, ("closure",), "step(closure) broke its contract")
+    holds(target, evidence, _closure_kept, case)
+    holds(target, evidence, _closure_kept, data.draw(target.closed_loops(), label="closed loop"))
+
+
+def _closure_kept(target: Target, case: Case) -> None:
+    """Every step(closure) of `case` calls its closure once, with grad enabled, returns its
+    loss, and the run completes."""
+    trace = target.run(case)
+    notes = [o for o in trace.observations if o.kind == "closure"]
+    if notes:
+        more = f" (and {len(notes) - 1} more)" if len(notes) > 1 else ""
+        raised = f"; the run then raised: {trace.error}" if trace.error else ""
+        raise CheckFailure(f"step(closure) broke its contract: {notes[0]}{more}{raised}", [case], severity="api")
+    if trace.error:
+        raise CheckFailure(f"the run raised: {trace.error}", [case], severity="api")
+
+
+@check(
+    "contract.state-entries",
+    "Each parameter's state holds torch's entries and no others (step, exp_avg, exp_avg_sq, and max_exp_avg_sq "
+    "with AMSGrad), each a tensor of torch's dtype (or a wider float), shape, device and layout.",
+)
+def state_entries(target: Target, evidence: Evidence, data) -> None:
+    holds(target, evidence, _entries_like_torch, data.draw(target.cases(), label="case"))
+
+
+def _entries_like_torch(target: Target, case: Case) -> None:
+    trace, theirs = completed(target, case), target.references(case)[0]
+    if theirs.error:
+        return
+    for i in range(len(case.params)):
+        mine, torch_kinds = (dict(t.kinds[i]) if t.kinds else {} for t in (trace, theirs))
+        missing = sorted(set(torch_kinds) - set(mine))
+        extra = sorted(set(mine) - set(torch_kinds))
+        if missing or extra:
+            said = [f"no {', '.join(missing)}"] if missing else []
+            said += [f"{', '.join(extra)} beside torch's" if torch_kinds else f"{', '.join(extra)}"] if extra else []
+            lacking = [o.detail for o in trace.observations if o.kind == "state-missing" and o.param == i]
+            raise CheckFailure(f"param {i}'s state holds {' and '.join(said)}, where torch keeps "
+                               f"{', '.join(sorted(torch_kinds)) or 'none'}" + (f" ({lacking[0]})" if lacking else ""),
+                               [case], severity="state")
+        for key in sorted(torch_kinds):
+            differs = _kind_differs(mine[key], torch_kinds[key])
+            if differs:
+                raise CheckFailure(f"param {i} {key}: {differs}", [case], severity="state")
+
+
+#: Floating dtypes by precision: a state entry may be held wider than torch holds it, never narrower.
+WIDTH = {"bfloat16": 1, "float16": 1, "float32": 2, "float64": 3, "complex64": 2, "complex128": 3}
+
+
+def _kind_differs(mine: dict, theirs: dict) -> str:
+    """What differs between two state entries' kinds (`drive.kind`), torch's second; "" if nothing."""
+    show = lambda k: k["type"] if k["type"] != "Tensor" else f"a {k['dtype']} tensor of shape {tuple(k['shape'])}"
+    if mine["type"] != theirs["type"]:
+        return f"held as {show(mine)}, where torch holds {show(theirs)}"
+    if mine["type"] != "Tensor":
+        return ""
+    if mine["dtype"] != theirs["dtype"]:
+        wider = (mine["dtype"].startswith("complex") == theirs["dtype"].startswith("complex")
+                 and WIDTH.get(mine["dtype"], 0) > WIDTH.get(theirs["dtype"], 9))
+        if not wider:
+            return f"held in {mine['dtype']}, where torch holds {theirs['dtype']}"
+    for field in ("shape", "device", "layout"):
+        if mine[field] != theirs[field]:
+            return f"{field} {mine[field]}, where torch's is {theirs[field]}"
+    return ""
+
+
+@check(
+    "contract.defaults",
+    "Constructed with the parameters alone, as factory(params), the target takes torch's defaults (lr 1e-3, betas "
+    "(0.9, 0.999), eps 1e-8, weight decay 0 for Adam and 1e-2 for AdamW, AMSGrad and maximize off): its run "
+    "follows torch's within the error budget.",
+    drawn=False,
+)
+def defaults(target: Target, evidence: Evidence, data) -> None:
+    plain = dataclasses.replace(target, impl=dataclasses.replace(target.impl, explicit=frozenset()))
+    holds(plain, evidence, _takes_defaults, _default_case(target.spec))
+
+
+def _takes_defaults(target: Target, case: Case) -> Parity | None:
+    try:
+        return within_budget(target, case)
+    except CheckFailure as failure:
+        why = "; ".join(f"{k}: {reason}" for k, reason in preflight.explicit_keywords(target).items()
+                        if target.impl.sharding is None)
+        raise CheckFailure(f"with torch's defaults left out, as a user leaves them: {failure}"
+                           + (f"; its defaults differ from torch's ({why})" if why else ""),
+                           failure.cases, failure.parity, repro=dict(mode="side-by-side", explicit=[]),
+                           severity="api") from None
+
+
+def _default_case(spec: str) -> Case:
+    """Three float32 parameters at torch's defaults, five steps, one parameter missing a gradient."""
+    rs = np.random.RandomState(7)
+    shapes = ((3, 2), (4,), (5,))
+    params = tuple(Param(round_to(rs.standard_normal(s), "float32")) for s in shapes)
+    grads = lambda t: tuple(None if (t, i) == (2, 2) else round_to(rs.standard_normal(s), "float32")
+                            for i, s in enumerate(shapes))
+    group = Group((0, 1, 2), weight_decay=1e-2 if spec == "adamw" else 0.0)
+    return Case(spec, params, (group,), tuple(Step(grads(t)) for t in range(1, 6)))
 
 
 @check(

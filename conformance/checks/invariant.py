@@ -224,6 +224,10 @@ def _amsgrad_monotone(target: Target, case: Case) -> None:
     trace = completed(target, case)
     stepped = [i for i in range(len(case.params)) if any(s.grads[i] is not None for s in case.steps)]
     observed = [i for i in stepped if "max_exp_avg_sq" in trace.state[i]]
+    missing = [o for o in trace.observations if o.kind == "state-missing" and "max_exp_avg_sq" in o.detail]
+    if missing:  # some ranks hold it, others not: missing, not absent
+        raise CheckFailure(f"param {missing[0].param}: max_exp_avg_sq is missing: {missing[0].detail}", [case],
+                           severity="state")
     if stepped and not observed:
         raise CheckSkipped(f"{target.impl.name} keeps no max_exp_avg_sq state to observe")
     for i in observed:

@@ -19,6 +19,15 @@ def trajectory(target: Target, evidence: Evidence, data) -> None:
 
 
 @check(
+    "parity.long-horizon",
+    "Resumed from a torch state_dict saved after step 2047 or 10^6, every parameter and state tensor stays "
+    "within the error budget: step counters and bias corrections hold late in training.",
+)
+def long_horizon(target: Target, evidence: Evidence, data) -> None:
+    holds(target, evidence, within_budget, data.draw(target.cases(resume=True), label="case"))
+
+
+@check(
     "parity.golden",
     "Every golden trace the target can run (its claims, spec and profile) is reproduced "
     "within the error budget.",

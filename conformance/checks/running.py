@@ -1,6 +1,7 @@
 """Running a check: the covering examples (every branch the target claims, at every
 profile), then the random ones, under the target's profile; a failure shrunk by hypothesis
-to a minimal Case and explained by `ablation`."""
+to a minimal Case and explained by `ablation`. A sharded target's rank that hangs fails the check at once, with
+the Case cut after the step it hung in (`distributed.Hung`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from conformance.cases import strategies
 from conformance.checks import ablation
+from conformance.checks.assertions import completed
 from conformance.checks.catalogue import Check, CheckFailure, Evidence
+from conformance.run import distributed
 from conformance.run.target import Target
 
 
@@ -31,9 +34,13 @@ def run_check(chk: Check, target: Target, seed_value: int = 0, database: Path | 
             _examples(chk, dataclasses.replace(target, plan=plan), evidence, 1, seed_value, None, explain)
         _examples(chk, target, evidence, target.profile.examples, seed_value, database, explain)
     except CheckFailure as failure:
-        if failure.retest is None or not explain:
+        if failure.retest is None or not explain or not failure.ablate:
             raise
         raise ablation.explain(target, failure) from None
+    except distributed.Hung as hung:  # named where it hung, the Case cut there
+        failure = CheckFailure(str(hung), [hung.case], severity="api")
+        failure.retest = (completed, (hung.case,))
+        raise ablation.explain(target, failure) if explain else failure from None
     return evidence
 
 

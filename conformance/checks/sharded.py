@@ -24,15 +24,18 @@ import signal
 import time
 
 import numpy as np
+import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
 from conformance.cases.case import Case, Group, Param, Step
 from conformance.cases.trace import Trace
+from conformance.checks.assertions import holds
 from conformance.checks.catalogue import CheckFailure, Evidence, check
 from conformance.checks.contract import assert_identical
-from conformance.run import distributed
+from conformance.run import distributed, pool
 from conformance.run.drive import same_bits
+from conformance.run.rank import FAULTS
 from conformance.run.target import Target
 
 #: The world sizes every Case is compared across (with the target's own).
@@ -48,7 +51,17 @@ def _sizes(target: Target) -> list[int]:
 
 
 def _drive(target: Target, case: Case, world: int, **kw) -> distributed.Outcome:
-    return distributed.drive(target.impl, case, target.device, world, **kw)
+    """The target's run of `case` on `world` ranks (`distributed.Hung` if a rank hangs with no
+    fault planted). A target that is not distributed (torch's path, when `holds` asks whether
+    torch breaks a property too) runs in one process, the same at every world size."""
+    if target.impl.sharding is None:
+        trace = target.run(case)
+        finals = [[None if not len(p) else torch.from_numpy(np.asarray(p[-1])) for p in trace.params]]
+        kinds = [{k: (v.get("dtype", v["type"]), 0) for k, v in trace.kinds[i].items()} if trace.kinds else {}
+                 for i in range(len(case.params))]
+        return distributed.Outcome(trace, finals, [kinds], None, "")
+    outcome = distributed.drive(target.impl, case, target.device, world, **kw)
+    return outcome if "fault" in kw else distributed.unhung(outcome, case)
 
 
 def _completed(outcome: distributed.Outcome, case: Case, world: int) -> distributed.Outcome:
@@ -64,11 +77,13 @@ def _completed(outcome: distributed.Outcome, case: Case, world: int) -> distribu
     sharded=True,
 )
 def world_sizes(target: Target, evidence: Evidence, data) -> None:
-    case = data.draw(target.cases(), label="case")
+    holds(target, evidence, _same_at_every_world_size, data.draw(target.cases(), label="case"))
+
+
+def _same_at_every_world_size(target: Target, case: Case) -> None:
     traces = {w: _completed(_drive(target, case, w), case, w).trace for w in _sizes(target)}
     for w, trace in traces.items():
         assert_identical(traces[1], trace, f"world size 1 against {w}", [case])
-    evidence.saw(None)
 
 
 @check(
@@ -78,9 +93,12 @@ def world_sizes(target: Target, evidence: Evidence, data) -> None:
     sharded=True,
 )
 def ranks_agree(target: Target, evidence: Evidence, data) -> None:
-    case = data.draw(target.cases(), label="case")
+    holds(target, evidence, _ranks_agree, data.draw(target.cases(), label="case"))
+
+
+def _ranks_agree(target: Target, case: Case) -> None:
     outcome = _completed(_drive(target, case, target.world_size), case, target.world_size)
-    split = target.impl.sharding.params == "dtensor"
+    split = target.impl.sharding is not None and target.impl.sharding.params == "dtensor"
     for i, p in enumerate(case.params):
         if split and p.init.ndim:  # Shard(0): each rank holds rows of its own
             continue
@@ -90,7 +108,6 @@ def ranks_agree(target: Target, evidence: Evidence, data) -> None:
                 differ = int((mine != theirs).sum())
                 raise CheckFailure(f"rank {r} ends with param {i} unlike rank 0's in {differ} of {mine.numel()} "
                                    "element(s): the ranks hold different models", [case])
-    evidence.saw(None)
 
 
 @check(
@@ -105,22 +122,29 @@ def resharded_resume(target: Target, evidence: Evidence, data) -> None:
     case = dataclasses.replace(case, record=None)
     k = data.draw(st.integers(1, len(case.steps) - 1), label="saved after step")
     other = data.draw(st.sampled_from([w for w in WORLD_SIZES if w != target.world_size]), label="loaded at")
+    holds(target, evidence, _resumes_resharded, case, k, other)
+
+
+def _resumes_resharded(target: Target, case: Case, k: int, other: int) -> None:
+    """Saved after step `k` at the target's world size and loaded at `other`, `case` goes on
+    as it does unbroken (a Case too short to save within holds trivially)."""
+    if not 1 <= k < len(case.steps) or target.impl.sharding is None:
+        return
     world = target.world_size
     whole = _completed(_drive(target, case, world), case, world).trace
-    head = dataclasses.replace(case, steps=case.steps[:k])
+    head = dataclasses.replace(case, steps=case.steps[:k], record=None)
     saved = _completed(_drive(target, head, world, save=True), head, world)
     rest = _continued(case, k, saved.trace)
     resumed = _drive(target, rest, other, resume=saved.saved).trace
     assert_identical(_after(whole, k), resumed, f"saved after step {k} at world size {world}, loaded at {other}",
                      [case])
-    evidence.saw(None)
 
 
 def _continued(case: Case, k: int, head: Trace) -> Case:
     """The steps of `case` after step `k`, from the parameters `head` ended with."""
     params = tuple(dataclasses.replace(p, init=head.params[i][-1].astype(p.init.dtype))
                    for i, p in enumerate(case.params))
-    return dataclasses.replace(case, params=params, steps=case.steps[k:])
+    return dataclasses.replace(case, params=params, steps=case.steps[k:], record=None)
 
 
 def _after(trace: Trace, k: int) -> Trace:
@@ -136,7 +160,10 @@ def _after(trace: Trace, k: int) -> Trace:
     sharded=True,
 )
 def shard_size(target: Target, evidence: Evidence, data) -> None:
-    case = data.draw(target.cases(), label="case")
+    holds(target, evidence, _one_dtype, data.draw(target.cases(), label="case"))
+
+
+def _one_dtype(target: Target, case: Case) -> None:
     outcomes = {w: _drive(target, case, w) for w in _sizes(target)}
     for i in range(len(case.params)):
         seen: dict[str, dict[str, tuple[int, int, int]]] = {}
@@ -149,7 +176,6 @@ def shard_size(target: Target, evidence: Evidence, data) -> None:
                 said = [f"{dtype} at world size {w} (rank {r}, {n} elements)" for dtype, (w, r, n) in kinds.items()]
                 raise CheckFailure(f"param {i} {key} is kept in " + " but in ".join(said) + ": the precision "
                                    "depends on the shard size", [case], severity="state")
-    evidence.saw(None)
 
 
 @check(
@@ -160,27 +186,37 @@ def shard_size(target: Target, evidence: Evidence, data) -> None:
 )
 def rank_failure(target: Target, evidence: Evidence, data) -> None:
     case = _small_case(target.spec)
+    try:
+        _fails_cleanly(target, case)
+    except CheckFailure as failure:
+        failure.retest, failure.ablate = (_fails_cleanly, (case,)), False
+        raise
+    evidence.saw(None)
+
+
+def _fails_cleanly(target: Target, case: Case) -> None:
+    """A rank that raises, hangs or dies at step 2 of `case` ends the run within the limit,
+    the run's failure naming that rank, and leaves no process behind."""
     last = target.world_size - 1
-    distributed.close(target.world_size, target.device)  # a fresh pool: what is left is the target's
-    for kind in distributed.FAULTS:
+    pool.close(target.world_size, target.device)  # a fresh pool: what is left is the target's
+    for kind in FAULTS:
         _completed(_drive(target, case, target.world_size), case, target.world_size)  # ranks up, before the clock
         started = time.monotonic()
         outcome = _drive(target, case, target.world_size, fault=(last, kind, 2), limit=FAULT_LIMIT)
         took, error = time.monotonic() - started, outcome.trace.error or ""
         what = f"a rank that {'dies' if kind == 'exit' else kind + 's'} at step 2 (rank {last})"
-        if last not in distributed.named(error):
+        if last not in outcome.failed:
             raise CheckFailure(f"{what}: the run {'blamed another: ' + error if error else 'ended without an error'}",
                                [case], severity="api")
-        if took > FAULT_LIMIT + distributed.START_LIMIT:
+        if took > FAULT_LIMIT + pool.START_LIMIT:
             raise CheckFailure(f"{what}: the run took {took:.0f} s to end", [case], severity="api")
-        left = distributed.leftovers(outcome.token)
+        left = pool.leftovers(outcome.token)
         for pid, _ in left:
             os.kill(pid, signal.SIGKILL)
         if left:
             shown = ", ".join(f"{pid} ({command[:40]})" for pid, command in left[:3])
             raise CheckFailure(f"{what}: {len(left)} process(es) it started outlived the ranks: {shown}", [case],
                                severity="api")
-    evidence.saw(None)
 
 
 def _small_case(spec: str) -> Case:

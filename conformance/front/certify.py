@@ -141,7 +141,7 @@ def certify(args: Options) -> int:
         raise TargetError(str(e)) from None
     out = sys.stdout
     started = time.time()
-    found = isolation.preflight(args.target, target, args.without)
+    found = isolation.preflight(args.target, target, args.without, args.spec)
     target = found.apply(target)
     header = describe_environment(target, args.seed, found, args.skip)
     out.write("adam-conformance certify\n" + "".join(f"  {line}\n" for line in header) + "\n")

@@ -7,7 +7,7 @@ constructors' signatures and defaults, the class hierarchies, the error messages
 features torch has, the devices fused runs on, and each torch path's distance from every
 golden trace. A semantic change (a status, feature or fingerprint difference) makes the
 exit code 1; moved figures alone are reported with exit code 0. Reports of schema versions
-1 and 2 are read (version 1 has no fingerprint). Input that is not such a report is exit
+1 to 3 are read (version 1 has no fingerprint). Input that is not such a report is exit
 code 2, with one line saying what is wrong.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from conformance.report.certificate import SCHEMA, VERSION
 
 #: The report versions compare reads.
-READS = (1, VERSION)
+READS = (1, 2, VERSION)
 #: An error figure or a distance that moved by more than this factor is reported.
 FACTOR = 2.0
 

@@ -29,15 +29,16 @@ from conformance.run.target import Target
 DIAGNOSIS_TIMEOUT = 30.0
 
 
-def preflight(name: str, target: Target, without=()) -> Preflight:
+def preflight(name: str, target: Target, without=(), spec: str | None = None) -> Preflight:
     """The preflight of the target named `name`, under the profile's time limit: a target
     that hangs or crashes there leaves a record that says so, and the checks run with the
-    profile's limit. Raises PreflightError if the target cannot be certified."""
+    profile's limit. `spec` is the one asked for (None: the preflight may read a plain
+    function's from what it returns). Raises PreflightError if the target cannot be certified."""
     limit = target.profile.timeout
     with tempfile.TemporaryDirectory(prefix="adam-conformance-") as scratch:
         path = Path(scratch) / "preflight.json"
-        argv = ["-m", "conformance.front.isolation", name, "--json", str(path), "--spec", target.spec,
-                "--device", target.device, *_without(without)]
+        argv = ["-m", "conformance.front.isolation", name, "--json", str(path), "--device", target.device,
+                *(["--spec", spec] if spec else []), *_without(without)]
         start = time.perf_counter()
         try:
             done = _python(argv, limit)
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--without", action="append", default=[])
     args = parser.parse_args(argv)
     try:
-        found = run_preflight(build_target(args.target, spec=args.spec, device=args.device, without=args.without))
+        target = build_target(args.target, spec=args.spec, device=args.device, without=args.without)
+        found = run_preflight(target, read_spec=args.spec is None)
     except TargetError as e:
         print(f"{e}", file=sys.stderr)
         return 2

@@ -91,7 +91,8 @@ def _preflight(config: pytest.Config, target):
     given = config.getoption("adam_preflight")
     if given:
         return Preflight.from_json(json.loads(Path(given).read_text()))
-    return preflight(config.getoption("adam_impl"), target, config.getoption("adam_without"))
+    return preflight(config.getoption("adam_impl"), target, config.getoption("adam_without"),
+                     config.getoption("adam_spec"))
 
 
 class XdistHooks:

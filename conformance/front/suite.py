@@ -23,7 +23,7 @@ from conformance.checks import CATALOGUE, CheckFailure, CheckSkipped, run_check
 from conformance.checks.catalogue import CheckTimeout
 from conformance.front.plugin import TARGET, database_dir
 from conformance.report import records
-from conformance.run import distributed
+from conformance.run import distributed, pool
 
 #: How a check skipped on request reads in every report.
 ON_REQUEST = "skipped on request (--skip)"
@@ -42,7 +42,7 @@ def warm_up(request: pytest.FixtureRequest) -> None:
 def process_pools():
     """Close the process pools a distributed target ran on, after the last check."""
     yield
-    distributed.close_all()
+    pool.close_all()
 
 
 @pytest.mark.parametrize("check_id", sorted(CATALOGUE))
@@ -88,7 +88,8 @@ def time_limit(seconds: float | None):
     if os.environ.get("PYTEST_XDIST_WORKER"):  # grace before ending a worker stuck in native code
         faulthandler.dump_traceback_later(seconds + min(30.0, max(5.0, seconds)), exit=True)
     try:
-        yield
+        with distributed.deadline(seconds):  # a hung rank is named before the limit strikes
+            yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

@@ -13,8 +13,10 @@ SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 
 SCHEMA = "adam-conformance-report"
 #: Version 2 added the headline, the preflight, the checks skipped on request and the
-#: torch fingerprint; `front.compare` reads versions 1 and 2.
-VERSION = 2
+#: torch fingerprint; version 3 the claims the target refused (``dropped_claims``) and the
+#: preflight's kept notes, explicit keywords, spec read and keywords probed.
+#: `front.compare` reads versions 1 to 3.
+VERSION = 3
 
 
 def document(target, header: list[str], seed: int, results, duration: float, diagnosis: dict | None = None,
@@ -52,6 +54,8 @@ def document(target, header: list[str], seed: int, results, duration: float, dia
         preflight=None if preflight is None else dict(preflight.to_json(), lines=preflight.lines()),
         skipped_on_request=list(skipped),
         fingerprint=fingerprint,
+        dropped_claims=[dict(feature=n.feature, probe=n.what, refusal=n.raised)
+                        for n in (preflight.dropped if preflight else ())],
     )
 
 
@@ -143,12 +147,14 @@ def verdict_line(doc: dict) -> str:
     counts = ", ".join(f"{n} {k}" for k, n in s.items() if n)
     reference = torch_class_name(t["spec"])
     skipped = doc.get("skipped_on_request") or []
+    refused = sorted({d["feature"] for d in doc.get("dropped_claims") or []})
     if doc["verdict"] != "conformant":
         return f"NOT CONFORMANT: {t['name']} is not {reference} ({counts})"
+    without = f" (without {', '.join(refused)}: refused by the target)" if refused else ""
     if skipped:
-        return (f"CONFORMANT except skipped: {', '.join(skipped)}: {t['name']} behaves like {reference} "
+        return (f"CONFORMANT{without} except skipped: {', '.join(skipped)}: {t['name']} behaves like {reference} "
                 f"on every other check it claims ({counts})")
-    return f"CONFORMANT: {t['name']} behaves like {reference} on every check it claims ({counts})"
+    return f"CONFORMANT{without}: {t['name']} behaves like {reference} on every check it claims ({counts})"
 
 
 def _needs(necessary: list[str]) -> str:

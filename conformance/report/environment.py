@@ -26,7 +26,7 @@ def environment(target: Target) -> dict:
     except ImportError:
         pass
     if target.impl.sharding is not None:
-        from conformance.run.distributed import backend_of
+        from conformance.run.rank import backend_of
 
         env["world_size"], env["backend"] = target.world_size, backend_of(target.device)
     if target.device == "cuda":
@@ -57,7 +57,9 @@ def describe_environment(target: Target, seed: int, preflight=None, skipped=()) 
     return [
         f"target {target.impl.name}: {target.impl.description}".rstrip(": "),
         f"claims {', '.join(claims) or 'nothing optional'}"
-        + (f"; not claimed: {', '.join(missing)}" if missing else ""),
+        + (f"; not claimed: {', '.join(missing)}" if missing else "")
+        + (f"; read by probing its open signature: {', '.join(preflight.probed)}"
+           if preflight and preflight.probed else ""),
         f"spec {target.spec} ({torch_class_name(target.spec)}), device {device}"
         + (f", {env['world_size']} process(es) over {env['backend']}" if "world_size" in env else ""),
         f"torch {env['torch']}, python {env['python']}, numpy {env['numpy']}, hypothesis {env['hypothesis']}"

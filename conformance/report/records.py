@@ -57,4 +57,25 @@ def failure_record(failure) -> str:
         repro=failure.repro,
         severity=failure.severity,
         necessary=failure.necessary,
+        rerun=rerun_record(failure.retest),
     ))
+
+
+def rerun_record(retest) -> dict | None:
+    """The failed property and its arguments, as a reproducer reruns it by name (`report.rerun`):
+    {"module", "name", "args"}, each argument a {"case": document} or a {"value": JSON value};
+    None where the property is not importable by name or an argument is neither."""
+    if retest is None:
+        return None
+    prop, args = retest
+    if "<" in prop.__qualname__ or "." in prop.__qualname__:
+        return None
+    encoded = []
+    for a in args:
+        if isinstance(a, Case):
+            encoded.append({"case": case_document(a)})
+        elif isinstance(a, (int, float, str, bool)) or a is None:
+            encoded.append({"value": a})
+        else:
+            return None
+    return dict(module=prop.__module__, name=prop.__qualname__, args=encoded)

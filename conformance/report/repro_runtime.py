@@ -1,7 +1,7 @@
 """The body of a reproducer script: torch and the standard library only.
 
-A reproducer carries `conformance.drive` and this file verbatim, after its own
-constants (TARGET_NAME, SPEC, DEVICE, TARGET_CLAIMS, REPRO, CASES, make_target), so it runs
+A reproducer carries `conformance.run.drive` and this file verbatim, after its own
+constants (TARGET_NAME, SPEC, DEVICE, TARGET_CLAIMS, TARGET_EXPLICIT, REPRO, CASES, make_target), so it runs
 without the suite installed. It reruns the minimal Case(s) of a failed check on the
 target and on torch's reference path, prints where they part, and exits 1 while the
 target still fails.
@@ -36,9 +36,9 @@ def torch_claims():
     return keywords + (["decoupled_weight_decay"] if SPEC == "adam" else [])
 
 
-def run_case(factory, case, claims):
+def run_case(factory, case, claims, explicit=()):
     arrays = {name: decoded(values) for name, values in case["arrays"].items()}
-    return drive(factory, case["meta"], arrays, claims, DEVICE)  # noqa: F821
+    return drive(factory, case["meta"], arrays, claims, DEVICE, explicit)  # noqa: F821
 
 
 def tensors(result, i):
@@ -81,11 +81,38 @@ def differences(target, torch_run, case):
     return worst, [text for _, text in rows[:8]]
 
 
+#: Floating dtypes by precision: the target may hold a state entry wider than torch does.
+WIDTH = {"bfloat16": 1, "float16": 1, "float32": 2, "float64": 3, "complex64": 2, "complex128": 3}
+
+
+def kinds_differ(mine, theirs):
+    """Lines saying where the target's state entries differ from torch's (type, dtype, shape,
+    device, layout; a wider float is no difference)."""
+    lines = []
+    for i, (a, b) in enumerate(zip(mine["kinds"], theirs["kinds"])):
+        for key in sorted(set(a) | set(b)):
+            x, y = a.get(key), b.get(key)
+            if x is None or y is None:
+                lines.append(f"param {i}: the target keeps {'no ' if x is None else ''}{key}, torch "
+                             f"{'does' if y is not None else 'does not'}")
+            elif x != y and not wider(x, y):
+                lines.append(f"param {i} {key}: the target holds {x}, torch {y}")
+    return lines
+
+
+def wider(x, y):
+    """Whether state entry kind x is y held in a wider float, nothing else differing."""
+    same_kind = x["dtype"].startswith("complex") == y["dtype"].startswith("complex")
+    return (x["type"] == y["type"] == "Tensor" and same_kind and {**x, "dtype": 0} == {**y, "dtype": 0}
+            and WIDTH.get(x["dtype"], 0) > WIDTH.get(y["dtype"], 9))
+
+
 def side_by_side(target_factory, threshold):
     failing = False
+    explicit = REPRO.get("explicit", TARGET_EXPLICIT)  # noqa: F821
     for n, case in enumerate(CASES, start=1):  # noqa: F821
         print(f"case {n}:\n" + "\n".join("  " + line for line in case["description"].splitlines()))
-        mine = run_case(target_factory, case, TARGET_CLAIMS)  # noqa: F821
+        mine = run_case(target_factory, case, TARGET_CLAIMS, explicit)  # noqa: F821
         theirs = run_case(reference(), case, torch_claims())
         if mine["error"] and not theirs["error"]:
             print(f"  the target raised where torch did not: {mine['error']}")
@@ -96,6 +123,9 @@ def side_by_side(target_factory, threshold):
             if (t, i, kind) not in theirs_kinds:
                 print(f"  step {t}{'' if i is None else f', param {i}'}: {detail} (torch does not)")
                 failing = True
+        for line in kinds_differ(mine, theirs):
+            print(f"  {line}")
+            failing = True
         worst, rows = differences(mine, theirs, case)
         print(f"  largest difference from torch: {worst:.3g} eps at scale "
               f"(more than {threshold:.3g} shows the failure)")
@@ -106,7 +136,8 @@ def side_by_side(target_factory, threshold):
 
 
 def repeated(target_factory):
-    first, second = (run_case(target_factory, case, TARGET_CLAIMS) for case in (CASES[0], CASES[-1]))  # noqa: F821
+    first, second = (run_case(target_factory, case, TARGET_CLAIMS, TARGET_EXPLICIT)  # noqa: F821
+                     for case in (CASES[0], CASES[-1]))  # noqa: F821
     print("\n".join(CASES[0]["description"].splitlines()))  # noqa: F821
     for i in range(len(first["params"])):
         a, b = tensors(first, i), tensors(second, i)

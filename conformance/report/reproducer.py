@@ -40,6 +40,8 @@ def factory_recipe(factory, target_name: str) -> str:
 
 def write(directory: Path, target_name: str, target, result) -> Path:
     """Write the reproducer of a failed check result into `directory`; return its path."""
+    if target.impl.sharding is not None:
+        return _write_rerun(directory, target_name, target, result)
     failure = result.failure
     repro = dict(failure.get("repro") or {"mode": "side-by-side"})
     if repro["mode"] == "side-by-side":
@@ -58,6 +60,7 @@ def write(directory: Path, target_name: str, target, result) -> Path:
         f"SPEC = {target.spec!r}",
         f"DEVICE = {target.device!r}",
         f"TARGET_CLAIMS = {sorted(k for k in (*KEYWORD_FEATURES, 'param_groups') if k in target.claims)!r}",
+        f"TARGET_EXPLICIT = {sorted(target.impl.explicit)!r}",
         f"REPRO = json.loads(r'''{json.dumps(repro)}''')",
         f"CASES = json.loads(r'''{json.dumps(failure['cases'])}''')",
     ])
@@ -69,6 +72,38 @@ def write(directory: Path, target_name: str, target, result) -> Path:
         factory_recipe(target.impl.factory, target_name),
         "# --- conformance/drive.py, verbatim " + "-" * 40 + "\n" + _without_docstring(inspect.getsource(drive)),
         "# --- conformance/repro_runtime.py, verbatim " + "-" * 32 + "\n" + runtime,
+    ])
+    path = directory / f"{result.id}.py"
+    path.write_text(source)
+    path.chmod(0o755)
+    return path
+
+
+def _write_rerun(directory: Path, target_name: str, target, result) -> Path:
+    """The reproducer of a distributed target: it reruns the failed property by name on its
+    ranks, through the suite (`report.rerun`)."""
+    record = dict(target=target_name, spec=target.spec, device=target.device, world_size=target.world_size,
+                  claims=sorted(target.claims), explicit=sorted(target.impl.explicit), avoid=sorted(target.avoid),
+                  rerun=result.failure.get("rerun"))
+    doc = (f"Reproducer: check {result.id} failed for {target.impl.name} (spec {target.spec}, {target.device}, "
+           f"{target.world_size} processes).\n\n{result.statement}\n\nFailure: {result.failure['message']}\n\n"
+           f"Run `python {directory / result.id}.py` from where the target's module imports (the\n"
+           "directory certify ran in). A distributed target's failure shows only across its ranks,\n"
+           "so this reruns the check's own property on the minimal case, on as many processes as\n"
+           "certify used, through adam-conformance (which must be installed). It exits 1 while the\n"
+           "target still fails, 0 once the property holds, 2 where it cannot run here.\n")
+    source = "\n".join([
+        f'#!/usr/bin/env python3\n"""{doc}"""',
+        "import json\nimport sys\n",
+        f"RECORD = json.loads(r'''{json.dumps(record)}''')\n",
+        "if __name__ == \"__main__\":  # the ranks are started from this process: the guard is needed",
+        "    try:",
+        "        from conformance.report import rerun",
+        "    except ImportError as e:",
+        "        print(f\"this reproducer of a distributed target needs adam-conformance installed ({e})\")",
+        "        sys.exit(2)",
+        "    sys.exit(rerun.main(RECORD))",
+        "",
     ])
     path = directory / f"{result.id}.py"
     path.write_text(source)

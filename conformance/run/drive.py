@@ -4,10 +4,22 @@ It needs torch and the standard library only, so a reproducer script carries thi
 file verbatim and runs without the suite installed. ``case`` is a Case's JSON
 metadata; ``arrays`` maps its array names to array-likes (numpy arrays or nested
 lists), complex values as a trailing dimension of 2 (real, imaginary).
+
+The optimizer is built as a user builds it: a keyword at torch's default is not passed
+(``factory(params)`` at torch's defaults), unless the target's own default differs
+(``explicit``), and a param-group dict names only what differs from the constructor's.
+What the run finds beside the numbers goes into ``result``: observations (a parameter
+replaced, a gradient written, a closure not called once with grad enabled), each state
+entry's kind (tensor, dtype, shape, device, layout), and, if the run stopped, its error
+and whether that was the target refusing cleanly: an exception from the target's own
+constructor or first ``step``, leaving the parameters and gradients as they were. An
+exception in the suite's own next move (a gradient assigned to a parameter whose dtype
+the target changed, a closure called once too often) is never a refusal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import torch
@@ -22,6 +34,13 @@ DTYPES = {
 }
 KEYWORDS = ("weight_decay", "amsgrad", "maximize", "decoupled_weight_decay")
 STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+#: torch.optim.Adam's and AdamW's defaults, by spec (`vocabulary.TORCH_DEFAULTS`): a keyword
+#: at its default is not passed (AdamW takes no decoupled_weight_decay: never passed for it).
+DEFAULTS = {
+    "adam": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
+                 decoupled_weight_decay=False),
+    "adamw": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False),
+}
 
 
 def make_tensor(values, dtype: str, layout: str, device) -> torch.Tensor:
@@ -52,21 +71,38 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
 
 
+def passed(kwargs: dict, against: dict, explicit=()) -> dict:
+    """The keywords of `kwargs` a user passes: those that differ from `against` (torch's
+    defaults, or a constructor's), and those in `explicit`. A Tensor is always passed."""
+    differs = lambda k, v: torch.is_tensor(v) or k not in against or v != against[k]
+    return {k: v for k, v in kwargs.items() if k in explicit or differs(k, v)}
+
+
+def kind(value) -> dict:
+    """What a state entry is: a tensor's dtype, shape, device and layout, or a Python type."""
+    if not torch.is_tensor(value):
+        return dict(type=type(value).__name__)
+    return dict(type="Tensor", dtype=str(value.dtype).removeprefix("torch."), shape=list(value.shape),
+                device=value.device.type, layout=str(value.layout).removeprefix("torch."))
+
+
 class Run:
     """One pass of an optimizer through a case. `result` is filled as it goes."""
 
-    def __init__(self, factory, case: dict, arrays, claims, device="cpu"):
+    def __init__(self, factory, case: dict, arrays, claims, device="cpu", explicit=()):
         self.factory, self.case, self.arrays, self.device = factory, case, arrays, device
         self.keywords = set(claims) & set(KEYWORDS)
-        self.as_dicts = "param_groups" in claims  # else a case has one group: params as a plain list
+        self.explicit = set(explicit)
+        self.as_dicts = "param_groups" in claims  # else a case has one group
         self.params = [
             self.place(make_tensor(arrays[f"init/{i}"], p["dtype"], p["layout"], device)).requires_grad_(True)
             for i, p in enumerate(case["params"])
         ]
         self.grads = {i: iter(arrays.get(f"grads/{i}", ())) for i in range(len(self.params))}
         self.joined = []  # case group indices, in the order the optimizer holds them
+        self.doing, self.clean, self.closure_error, self.stepped = "construction", False, None, 0
         self.result = dict(steps=[], params=[[] for _ in self.params], state=[[] for _ in self.params],
-                           losses=[], observations=[], error=None)
+                           kinds=[{} for _ in self.params], losses=[], observations=[], error=None, refused=False)
 
     # -- what this process holds (a sharded run holds less: conformance.run.distributed) --
 
@@ -88,37 +124,83 @@ class Run:
     def restore(self, opt, state: dict) -> None:
         opt.load_state_dict(state)
 
+    # -- calling the target ----------------------------------------------------------
+
+    def attempt(self, what: str, fn, *args, **kwargs):
+        """Call the target (`what` it is doing). If it raises, note whether it refused cleanly:
+        at construction or its first step (later, it took what it now refuses), not through
+        the suite's own closure, and with the parameters and gradients as they were."""
+        self.doing, self.clean, self.closure_error = what, False, None
+        before = self.held() if self.stepped == 0 else None
+        try:
+            out = fn(*args, **kwargs)
+        except Exception:
+            self.clean = before is not None and self.closure_error is None and self.unchanged(before)
+            raise
+        self.doing = "the suite's next move"
+        return out
+
+    def held(self) -> list:
+        """The parameters and gradients as they are now: memory, dtype, shape, strides, values."""
+        copy = lambda t: (self.layout(t), self.local(t).detach().clone())
+        return [(copy(p), None if p.grad is None else copy(p.grad)) for p in self.params]
+
+    def unchanged(self, before: list) -> bool:
+        same = lambda a, b: a is b is None or None not in (a, b) and a[0] == b[0] and same_bits(a[1], b[1])
+        return all(same(p0, p1) and same(g0, g1) for (p0, g0), (p1, g1) in zip(before, self.held()))
+
     # -- building ------------------------------------------------------------------
 
     def hyper(self, g: dict) -> dict:
         """The group's hyperparameters as constructor keywords the target claims."""
         lr = torch.tensor(g["lr"], dtype=torch.float32, device=self.device) if g["tensor_lr"] else g["lr"]
         kw = dict(lr=lr, betas=tuple(g["betas"]), eps=g["eps"])
-        kw.update({k: g[k] for k in KEYWORDS if k in self.keywords})
+        kw.update({k: g[k] for k in KEYWORDS if k in self.keywords and k in DEFAULTS[self.case["spec"]]})
         return kw
 
-    def group(self, j: int) -> dict:
+    def group(self, j: int, first: dict) -> dict:
+        """Group j as a param-group dict: what differs from the constructor's values (`first`)."""
         g = self.case["groups"][j]
-        return dict(params=[self.params[i] for i in g["params"]], **self.hyper(g))
+        return dict(params=[self.params[i] for i in g["params"]], **passed(self.hyper(g), first))
 
     def build(self, groups: list[int]):
-        """A fresh optimizer over `groups`, the first group's values as its defaults."""
+        """A fresh optimizer over `groups`, the first group's values as its defaults, passed as
+        a user passes them (see the module docstring)."""
         first = self.hyper(self.case["groups"][groups[0]])
-        if self.as_dicts:
-            return self.factory([self.group(j) for j in groups], **first)
-        return self.factory([self.params[i] for j in groups for i in self.case["groups"][j]["params"]], **first)
+        defaults = passed(first, DEFAULTS[self.case["spec"]], self.explicit)
+        if self.as_dicts and len(groups) > 1:  # one group is a plain list of tensors, as users mostly give it
+            given = [self.group(j, first) for j in groups]
+        else:
+            given = [self.params[i] for j in groups for i in self.case["groups"][j]["params"]]
+        return self.attempt("construction", self.factory, given, **defaults)
 
     def reload(self, opt, through_file: bool):
         """Save the state_dict and load it into a fresh optimizer over the same groups."""
-        state = self.saved(opt)
+        state = self.attempt("state_dict()", self.saved, opt)
         if through_file:
             buffer = io.BytesIO()
             torch.save(state, buffer)
             buffer.seek(0)
             state = torch.load(buffer, weights_only=True)
         fresh = self.build(self.joined)
-        self.restore(fresh, state)
+        self.attempt("load_state_dict()", self.restore, fresh, state)
         return fresh
+
+    def resume(self, opt) -> None:
+        """Load the Case's starting state (``resume``) as torch's state_dict holds it: each
+        parameter stepped ``step`` times, with the given moments."""
+        start = self.case["resume"]
+        state = self.attempt("state_dict()", self.saved, opt)
+        ids = [k for g in state["param_groups"] for k in g["params"]]
+        order = [i for j in self.joined for i in self.case["groups"][j]["params"]]
+        entries = {}
+        for k, i in zip(ids, order):
+            spec = self.case["params"][i]
+            entries[k] = {"step": torch.tensor(float(start["step"]))}
+            for key in start["keys"][i]:
+                entries[k][key] = make_tensor(self.arrays[f"resume/{key}/{i}"], spec["dtype"], "contiguous",
+                                              self.device)
+        self.attempt("load_state_dict()", self.restore, opt, dict(state, state=entries))
 
     # -- stepping ------------------------------------------------------------------
 
@@ -129,21 +211,31 @@ class Run:
         else:
             group[key] = tuple(value) if key == "betas" else value
 
-    def assign_grads(self, step: dict) -> None:
-        for i, (p, spec) in enumerate(zip(self.params, self.case["params"])):
-            if step["grads"][i]:
-                p.grad = self.place(make_tensor(next(self.grads[i]), spec["dtype"], spec["grad_layout"], self.device))
+    def step_grads(self, step: dict) -> list:
+        """This step's gradient values of each parameter (None: no gradient)."""
+        return [next(self.grads[i]) if present else None for i, present in enumerate(step["grads"])]
+
+    def assign_grads(self, values: list, step: dict) -> None:
+        """Give each parameter its gradient, laid out as the Case says (none: None, unless
+        zero_grad just ran, which leaves what it left)."""
+        self.doing = "assigning the gradients"
+        for p, spec, v in zip(self.params, self.case["params"], values):
+            if v is not None:
+                p.grad = self.place(make_tensor(v, spec["dtype"], spec["grad_layout"], self.device))
             elif "zero_grad" not in step["events"]:
                 p.grad = None
 
-    def loss_and_grads(self) -> torch.Tensor:
-        """Closed loop: zero the grads, evaluate the objective, backpropagate."""
+    def loss_and_grads(self, autograd: bool) -> torch.Tensor:
+        """Closed loop: zero the grads, evaluate the objective, backpropagate. Through a
+        closure (`autograd` False) in whatever grad mode the target calls it, as a user's
+        closure is; otherwise the suite's own gradient, with grad enabled."""
+        self.doing = "evaluating the objective"
         w1, b1, w2, b2 = self.params
         x = make_tensor(self.arrays["objective/inputs"], self.case["params"][0]["dtype"], "contiguous", self.device)
         y = make_tensor(self.arrays["objective/targets"], self.case["params"][0]["dtype"], "contiguous", self.device)
         for p in self.params:
             p.grad = None
-        with torch.enable_grad():
+        with torch.enable_grad() if autograd else contextlib.nullcontext():
             loss = ((torch.relu(x @ w1.T + b1) @ w2.T + b2 - y) ** 2).sum()
             loss.backward()
         return loss.detach()
@@ -176,6 +268,8 @@ class Run:
             if "step" in state:
                 entry["step"] = torch.tensor(float(state["step"]), dtype=torch.float64)
             self.result["state"][i].append(entry)
+            if state:
+                self.result["kinds"][i] = {k: kind(v) for k, v in state.items()}
 
     def go(self) -> dict:
         case, opt, t = self.case, None, 0
@@ -184,58 +278,95 @@ class Run:
             initial = [j for j, g in enumerate(case["groups"]) if g["added_at"] == 1]
             opt = self.build(initial)
             self.joined = list(initial)
+            if case.get("resume"):
+                self.resume(opt)
             for t, step in enumerate(case["steps"], start=1):
                 for j, g in enumerate(case["groups"]):
                     if g["added_at"] == t and t > 1:
-                        opt.add_param_group(self.group(j))
+                        self.attempt("add_param_group()", opt.add_param_group, self.group(j, self.first()))
                         self.joined.append(j)
                 for j, key, value in step["set"]:
+                    self.doing = "setting a hyperparameter in param_groups"
                     self.set_hyper(opt, j, key, value)
                 for event in step["events"]:
                     if event == "zero_grad":
-                        opt.zero_grad()
+                        self.attempt("zero_grad()", opt.zero_grad)
                     else:
                         opt = self.reload(opt, through_file=event == "reload_file")
                 self.step(t, step, opt)
                 if t in record:
+                    self.doing = "reading the state"
                     self.record(t, opt)
         except Exception as e:
             where = f"step {t}" if t else "construction"
-            self.result["error"] = f"{where}: {type(e).__name__}: {e}"
+            doing = "" if self.doing in ("construction", f"step {t}") else f" ({self.doing})"
+            replaced = [o for o in self.result["observations"] if o[2] == "param-replaced" and not self.clean]
+            cause = f", after step {replaced[0][0]} changed param {replaced[0][1]}" if replaced else ""
+            self.result["error"] = f"{where}{doing}{cause}: {type(e).__name__}: {e}"
+            self.result["refused"] = self.clean
         return self.result
 
+    def first(self) -> dict:
+        """The constructor's values: the first group's hyperparameters, as given at construction."""
+        return self.hyper(self.case["groups"][self.joined[0]])
+
     def step(self, t: int, step: dict, opt) -> None:
-        """One optimizer step, through step(closure) if the case says so."""
-        calls, given = [], []
+        """One optimizer step, through step(closure) if the case says so. A closure computes
+        its loss as a user's does (with autograd, for a closed loop) in whatever grad mode the
+        target calls it in, and the same gradients however often it is called."""
+        calls, given, losses = [], [], []
+        grads = None if self.case["objective"] is not None else self.step_grads(step)
 
         def closure():
-            if self.case["objective"] is not None:
-                loss = self.loss_and_grads()
-            else:
-                self.assign_grads(step)
-                loss = torch.tensor(float(t))
+            calls.append(torch.is_grad_enabled())
+            doing = self.doing
+            try:
+                if grads is None:
+                    loss = self.loss_and_grads(autograd=not step["closure"])
+                else:
+                    self.assign_grads(grads, step)
+                    loss = torch.tensor(float(t))
+            except Exception as e:
+                self.closure_error = f"{type(e).__name__}: {e}"
+                if step["closure"]:
+                    self.doing = f"in its closure, {self.doing}"
+                raise
+            self.doing = doing
             given[:] = [None if p.grad is None else p.grad.detach().clone() for p in self.params]
-            calls.append(loss)
+            losses.append(loss)
             return loss
 
         layouts = [self.layout(p) for p in self.params]
         if step["closure"]:
-            returned = opt.step(closure)
-            note = lambda detail: self.result["observations"].append((t, None, "closure", detail))
-            if len(calls) != 1:
-                note(f"step(closure) called the closure {len(calls)} times, not once")
-            elif returned is not calls[0] and not (torch.is_tensor(returned) and same_bits(returned, calls[0])):
-                note(f"step(closure) returned {returned!r}, not the closure's loss")
+            try:
+                returned = self.attempt(f"step {t}", opt.step, closure)
+            finally:
+                self.closure_notes(t, calls)
+            if len(losses) == 1 and returned is not losses[0] and not (
+                    torch.is_tensor(returned) and same_bits(returned, losses[0])):
+                self.result["observations"].append(
+                    (t, None, "closure", f"step(closure) returned {returned!r}, not the closure's loss"))
         else:
             closure()
-            opt.step()
-        if self.case["objective"] is not None and calls:
-            self.result["losses"].append(float(calls[0]))
+            self.attempt(f"step {t}", opt.step)
+        self.stepped = t
+        if self.case["objective"] is not None and losses:
+            self.result["losses"].append(float(losses[0]))
         self.observe(t, layouts, given or [None] * len(self.params))
 
+    def closure_notes(self, t: int, calls: list) -> None:
+        """Note a closure called other than once, or with grad disabled, as torch never does."""
+        note = lambda detail: self.result["observations"].append((t, None, "closure", detail))
+        if len(calls) != 1:
+            note(f"step(closure) called the closure {len(calls)} times, not once")
+        if not all(calls):
+            note("step(closure) called the closure with grad disabled (as under torch.no_grad()), where torch "
+                 "enables it: a closure that calls loss.backward() fails there")
 
-def drive(factory, case: dict, arrays, claims, device="cpu") -> dict:
+
+def drive(factory, case: dict, arrays, claims, device="cpu", explicit=()) -> dict:
     """Run `factory` through `case` and return what happened (see `Run.result`). `claims` are
-    the target's: its keyword features are passed on, and ``param_groups`` passes params
-    as param-group dicts (else as a plain list)."""
-    return Run(factory, case, arrays, claims, device).go()
+    the target's: its keyword features are passed on, and ``param_groups`` passes several
+    groups as param-group dicts (one group is always a plain list of tensors). `explicit` keywords are passed even at
+    torch's default (the target's own default differs)."""
+    return Run(factory, case, arrays, claims, device, explicit).go()

@@ -32,7 +32,8 @@ def run(impl: Implementation, case: Case, device: str = "cpu", driver: type[Run]
     meta, arrays = case.to_json()
     notes: list[Observation] = []
     with guarded_global_state(notes, step=len(case.steps)):
-        result = driver(impl.factory, meta, {k: components(a) for k, a in arrays.items()}, impl.claims, device).go()
+        result = driver(impl.factory, meta, {k: components(a) for k, a in arrays.items()}, impl.claims, device,
+                        impl.explicit).go()
     return to_trace(result, case, notes)
 
 
@@ -60,6 +61,8 @@ def to_trace(result: dict, case: Case, notes: list[Observation]) -> Trace:
         losses=np.array(result["losses"], dtype=np.float64) if case.objective is not None else None,
         observations=tuple(Observation(*o) for o in result["observations"]) + tuple(notes),
         error=result["error"],
+        refused=result["refused"],
+        kinds=tuple(result["kinds"]),
     )
 
 

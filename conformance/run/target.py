@@ -37,9 +37,11 @@ class Target:
 
     @property
     def claims(self) -> frozenset[str]:
-        """The features the checks draw: the claims, less those the target rejects and those
-        the installed torch lacks (its reference path sets every budget)."""
-        return self.impl.claims - self.avoid - set(torch_features.lacking())
+        """The features the checks draw: the claims, less those the target rejects, those
+        the installed torch lacks (its reference path sets every budget), and AdamW's
+        decoupled_weight_decay (an AdamW takes no such keyword: its decay is decoupled)."""
+        meaningless = {"decoupled_weight_decay"} if self.spec == "adamw" else set()
+        return self.impl.claims - self.avoid - set(torch_features.lacking()) - meaningless
 
     def cases(self, **overrides) -> st.SearchStrategy[Case]:
         """Cases within the target's claims and spec, off the edges it rejects, sized by the
@@ -49,6 +51,13 @@ class Target:
                   plan=self.plan)
         kw.update(overrides)
         return strategies.cases(**kw)
+
+    def closed_loops(self, **overrides) -> st.SearchStrategy[Case]:
+        """Small closed loops (the seed's MLP) within the target's claims and spec."""
+        kw = dict(spec=self.spec, claims=self.claims, max_steps=self.profile.max_steps, avoid=self.avoid & set(EDGES),
+                  plan=self.plan)
+        kw.update(overrides)
+        return strategies.closed_loops(**kw)
 
     def accepts(self, case: Case) -> bool:
         """Whether `case` stays within what the target claims and does not reject."""

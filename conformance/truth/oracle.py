@@ -17,7 +17,8 @@ steps, starting at 1), with learning rate γ, betas β₁ β₂, ε and weight d
     θ  ← θ - γ/(1 - β₁ᵗ) · m / (√v̄ / √(1 - β₂ᵗ) + ε)    (ε added after bias correction)
 
 Parameters without a gradient at a step are skipped: no decay, no moment update, no
-step count. Complex parameters are pairs of independent reals (torch's view_as_real):
+step count. A resumed Case starts from its state_dict's step count and moments.
+Complex parameters are pairs of independent reals (torch's view_as_real):
 g² is taken per component, never g·g complex. Hyperparameters are read from each
 group at each step, so lr schedules apply from the step they are set before.
 A closed-loop Case (the seed notebook's MLP) computes its gradients here too, by
@@ -52,15 +53,16 @@ def run(case: Case, spec: Spec | None = None) -> Trace:
     """
     spec = spec or BY_NAME[case.spec]
     theta = [_real_view(p.init) for p in case.params]
-    m = [np.zeros_like(x) for x in theta]
-    v = [np.zeros_like(x) for x in theta]
-    v_max = [np.zeros_like(x) for x in theta]
-    count = [0] * len(theta)
+    start = case.resume.moments if case.resume else [{}] * len(theta)
+    m, v, v_max = ([_real_view(s[key]) if key in s else np.zeros_like(x) for x, s in zip(theta, start)]
+                   for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
+    before = case.resume.step if case.resume else 0
+    count = [before] * len(theta)
     hyper = [dict(lr=g.lr, betas=g.betas, eps=g.eps, weight_decay=g.weight_decay, maximize=g.maximize)
              for g in case.groups]
     record = set(case.recorded)
     steps, snapshots, losses = [], [], []
-    group_steps, calls = [0] * len(case.groups), 0
+    group_steps, calls = [before] * len(case.groups), before
 
     with np.errstate(all="ignore"):  # IEEE semantics: inf and NaN propagate silently
         for t, step in enumerate(case.steps, start=1):
