@@ -117,8 +117,9 @@ class DaemonOutlivesRank(Zero):
 
 
 class SkipsStepWithoutGrads(Zero):
-    """The last rank returns from step() when a parameter has no gradient, so the others wait in its broadcast
-    forever (a rank-local early exit, as an overflow check on one rank only: DeepSpeed#1823 family)."""
+    """The last rank returns early from step() when a parameter has no gradient; the others wait in its broadcast."""
+
+    # A rank-local early exit, as an overflow check on one rank only (the DeepSpeed#1823 family).
 
     def step(self, closure=None):
         if self.rank == self.world_size - 1 and self.world_size > 1 and any(

@@ -421,6 +421,21 @@ def _cases(draw, spec, claims, max_params, max_steps, max_groups, max_numel, lar
     return Case(spec, tuple(params), group_list, steps)
 
 
+@st.composite
+def ladders(draw, *, spec: str = "adam", claims=FEATURES, max_steps: int = 8, max_numel: int = 1024, avoid=(),
+            plan: Plan = FREE) -> Case:
+    """One group of 1-d parameters, one of each size in SIDES up to `max_numel`, in one drawn
+    dtype: split over 1, 2 and 4 ranks, their shards take every size around each power of two
+    up to `max_numel`, the sizes where kernels and sharded optimizers change path."""
+    dtype = plan.dtype or draw(dtypes(claims))
+    rs = np.random.RandomState(draw(st.integers(0, 2**32 - 1)))
+    params = tuple(Param(_values(rs, (n,), dtype), dtype) for n in SIDES if 0 < n <= max_numel)
+    group_list = draw(groups(len(params), claims, spec, 1, avoid=avoid, plan=plan))
+    steps = draw(schedules(params, group_list, draw(st.integers(1, max_steps)), claims=claims, events=False,
+                           plan=plan))
+    return Case(spec, params, group_list, steps)
+
+
 #: Shapes of a parameter whose dtype and layouts a plan forces, by the dimensions its
 #: layouts need: every side that a layout permutes or slices is more than 1, so the layout
 #: really changes which element lies where.

@@ -41,10 +41,28 @@ def grad_untouched(target: Target, evidence: Evidence, data) -> None:
           "a gradient was modified")
 
 
-@check("contract.global-state", "step() leaves torch's global state alone: the default dtype, grad mode and RNG.")
+@check("contract.global-state",
+       "step() leaves torch's global state alone: the default dtype, grad mode and RNG, whatever the program set "
+       "(float32 or float64 as the default dtype).")
 def global_state(target: Target, evidence: Evidence, data) -> None:
-    holds(target, evidence, _observed, data.draw(target.cases(), label="case"), ("global-state",),
-          "torch's global state changed")
+    case = data.draw(target.cases(), label="case")
+    holds(target, evidence, _observed, case, ("global-state",), "torch's global state changed")
+    holds(target, evidence, _left_float64_alone, case)
+
+
+def _left_float64_alone(target: Target, case: Case) -> None:
+    """Run under torch.set_default_dtype(torch.float64), as a program may, the target leaves
+    it so (one that resets it to a hard-coded float32 is caught here only). A distributed
+    target's ranks keep their own default: there this repeats the first run."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        notes = [o for o in target.run(case).observations if o.kind == "global-state"]
+    finally:
+        torch.set_default_dtype(previous)
+    if notes:
+        raise CheckFailure(f"torch's global state changed under a float64 default dtype: {notes[0]}", [case],
+                           severity="api")
 
 
 @check("contract.closure",

@@ -73,11 +73,12 @@ def _completed(outcome: distributed.Outcome, case: Case, world: int) -> distribu
 @check(
     "sharded.world-sizes",
     "The same Case at world sizes 1, 2, 4 and the certified one gives bitwise the same parameters and state "
-    "at every step.",
+    "at every step, for parameters of every size up to the profile's largest.",
     sharded=True,
 )
 def world_sizes(target: Target, evidence: Evidence, data) -> None:
     holds(target, evidence, _same_at_every_world_size, data.draw(target.cases(), label="case"))
+    holds(target, evidence, _same_at_every_world_size, data.draw(target.ladders(), label="ladder"))
 
 
 def _same_at_every_world_size(target: Target, case: Case) -> None:
@@ -156,11 +157,12 @@ def _after(trace: Trace, k: int) -> Trace:
 @check(
     "sharded.shard-size",
     "Every state tensor is kept in one dtype whatever the shard size: at world sizes 1, 2, 4 and the certified one, "
-    "on every rank.",
+    "on every rank, for parameters of every size up to the profile's largest.",
     sharded=True,
 )
 def shard_size(target: Target, evidence: Evidence, data) -> None:
     holds(target, evidence, _one_dtype, data.draw(target.cases(), label="case"))
+    holds(target, evidence, _one_dtype, data.draw(target.ladders(), label="ladder"))
 
 
 def _one_dtype(target: Target, case: Case) -> None:

@@ -110,6 +110,10 @@ class Run:
         """The tensor this process is given for a whole tensor of the Case."""
         return t
 
+    def shared(self, t: torch.Tensor) -> torch.Tensor:
+        """The tensor this process is given for data every process holds whole (the objective's)."""
+        return t
+
     def local(self, t: torch.Tensor) -> torch.Tensor:
         """The part of `t` in this process's memory."""
         return t
@@ -206,7 +210,10 @@ class Run:
 
     def set_hyper(self, opt, j: int, key: str, value) -> None:
         group = opt.param_groups[self.joined.index(j)]
-        if key == "lr" and torch.is_tensor(group["lr"]):
+        if key == "lr" and self.case["groups"][j]["tensor_lr"]:  # changed in place, as for a captured CUDA graph
+            if not torch.is_tensor(group["lr"]):
+                raise TypeError(f"param_groups[{self.joined.index(j)}]['lr'] is a {type(group['lr']).__name__}, "
+                                "not the Tensor it was given as: an lr changed in place does not reach it")
             group["lr"].fill_(value)
         else:
             group[key] = tuple(value) if key == "betas" else value
@@ -231,8 +238,8 @@ class Run:
         closure is; otherwise the suite's own gradient, with grad enabled."""
         self.doing = "evaluating the objective"
         w1, b1, w2, b2 = self.params
-        x = make_tensor(self.arrays["objective/inputs"], self.case["params"][0]["dtype"], "contiguous", self.device)
-        y = make_tensor(self.arrays["objective/targets"], self.case["params"][0]["dtype"], "contiguous", self.device)
+        x, y = (self.shared(make_tensor(self.arrays[f"objective/{k}"], self.case["params"][0]["dtype"], "contiguous",
+                                        self.device)) for k in ("inputs", "targets"))
         for p in self.params:
             p.grad = None
         with torch.enable_grad() if autograd else contextlib.nullcontext():

@@ -50,8 +50,24 @@ class ShardedRun(Run):
 
         return distribute_tensor(t, self.mesh, [Shard(0) if t.dim() else Replicate()], src_data_rank=None)
 
+    def shared(self, t):
+        if self.mesh is None:
+            return t
+        from torch.distributed.tensor import Replicate, distribute_tensor
+
+        return distribute_tensor(t, self.mesh, [Replicate()], src_data_rank=None)
+
     def local(self, t):
         return t.to_local() if self.mesh is not None and hasattr(t, "to_local") else t
+
+    def loss_and_grads(self, autograd: bool):
+        """As a single process, each DTensor gradient then placed as its parameter is (as FSDP2's
+        reduce-scatter leaves it; autograd may leave it replicated)."""
+        loss = super().loss_and_grads(autograd)
+        for p in self.params if self.mesh is not None else ():
+            if p.grad is not None and p.grad.placements != p.placements:
+                p.grad = p.grad.redistribute(p.device_mesh, p.placements)
+        return loss
 
     def state_of(self, opt) -> dict:
         return self.sharding.state(opt) if self.sharding.state else super().state_of(opt)

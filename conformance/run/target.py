@@ -52,6 +52,13 @@ class Target:
         kw.update(overrides)
         return strategies.cases(**kw)
 
+    def ladders(self, **overrides) -> st.SearchStrategy[Case]:
+        """Parameters of every size up to the profile's largest, within the target's claims and spec."""
+        kw = dict(spec=self.spec, claims=self.claims, max_steps=self.profile.max_steps,
+                  max_numel=self.profile.max_numel, avoid=self.avoid & set(EDGES), plan=self.plan)
+        kw.update(overrides)
+        return strategies.ladders(**kw)
+
     def closed_loops(self, **overrides) -> st.SearchStrategy[Case]:
         """Small closed loops (the seed's MLP) within the target's claims and spec."""
         kw = dict(spec=self.spec, claims=self.claims, max_steps=self.profile.max_steps, avoid=self.avoid & set(EDGES),

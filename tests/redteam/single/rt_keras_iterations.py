@@ -1,0 +1,73 @@
+"""Keras-port Adam with one optimizer-wide `iterations` counter used for every parameter's bias correction, kept outside the state_dict.
+
+Bug: the counter is an attribute, not state: state_dict()/load_state_dict() do not carry it, so a
+resumed optimizer restarts bias correction at t=1 with warm moments; it also counts steps in
+which a parameter had no gradient; per-parameter state has no "step".
+Modelled on: tensorflow/tensorflow#48947 ("keras optimizer.iterations are not properly saved &
+restored"), titu1994/keras-adabound#4, pytorch/pytorch#24192 (C++ SGD iteration_ not restorable).
+Spec: adam.
+"""
+import torch
+
+
+def adam_update(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, iterations, *, lr, beta1, beta2,
+                eps, weight_decay, amsgrad, maximize, decoupled):
+    n = float(iterations)
+    for i, p in enumerate(params):
+        g = -grads[i] if maximize else grads[i]
+        m, v = exp_avgs[i], exp_avg_sqs[i]
+        if weight_decay != 0:
+            if decoupled:
+                p.mul_(1 - lr * weight_decay)
+            else:
+                g = g.add(p, alpha=weight_decay)
+        vmax = max_exp_avg_sqs[i] if amsgrad else None
+        if torch.is_complex(p):
+            p, g, m, v = (torch.view_as_real(x) for x in (p, g, m, v))
+            vmax = torch.view_as_real(vmax) if vmax is not None else None
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        if vmax is not None:
+            torch.maximum(vmax, v, out=vmax)
+            v = vmax
+        denom = (v.sqrt() / (1 - beta2 ** n) ** 0.5).add_(eps)
+        p.addcdiv_(m, denom, value=-(lr / (1 - beta1 ** n)))
+
+
+class Adam(torch.optim.Optimizer):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+                 *, maximize=False, decoupled_weight_decay=False):
+        if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError("invalid Adam hyperparameters")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize, decoupled_weight_decay=decoupled_weight_decay))
+        self.iterations = 0  # as keras.optimizers.Optimizer.iterations
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.iterations += 1
+        for group in self.param_groups:
+            ps, gs, ms, vs, vmaxs = [], [], [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    if group["amsgrad"]:
+                        st["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                ps.append(p); gs.append(p.grad); ms.append(st["exp_avg"]); vs.append(st["exp_avg_sq"])
+                vmaxs.append(st.get("max_exp_avg_sq"))
+            b1, b2 = group["betas"]
+            adam_update(ps, gs, ms, vs, vmaxs, self.iterations, lr=group["lr"], beta1=b1, beta2=b2, eps=group["eps"],
+                        weight_decay=group["weight_decay"], amsgrad=group["amsgrad"],
+                        maximize=group["maximize"], decoupled=group["decoupled_weight_decay"])
+        return loss
+
+
+TARGET = Adam
