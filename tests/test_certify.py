@@ -262,7 +262,28 @@ def test_skip_certifies_everything_but_the_checks_named(workdir):
         "CONFORMANT except skipped: contract.invalid-hyperparameters: field:Unvalidated behaves like")
 
 
+def test_several_targets_are_certified_in_one_run_with_a_report_each(workdir):
+    """eager and a planted bug in one command: a report and a reproducer folder each, a summary,
+    the worst exit code; a target unusable only once it runs does not stop the others."""
+    result = certify(workdir, "eager", "planted:NoBiasCorrectionAdam", "hostile_targets:RaisesInStep",
+                     "--json", "reports", "--repro-dir", "repro")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "raised in step() with torch's defaults" in result.stderr and "Traceback" not in result.stderr
+    assert _report(workdir / "reports" / "eager.json")["verdict"] == "conformant"
+    assert _report(workdir / "reports" / "planted-NoBiasCorrectionAdam.json")["verdict"] == "not conformant"
+    assert sorted(p.name for p in (workdir / "reports").iterdir()) == ["eager.json",
+                                                                        "planted-NoBiasCorrectionAdam.json"]
+    assert list((workdir / "repro" / "planted-NoBiasCorrectionAdam").glob("*.py"))
+    summary = result.stdout[result.stdout.index("certified 3 targets in"):].splitlines()
+    assert [line.split()[0] for line in summary[1:]] == ["eager", "planted:NoBiasCorrectionAdam",
+                                                         "hostile_targets:RaisesInStep"]
+    assert [line.split(None, 1)[1] for line in summary[1:]] == ["CONFORMANT", "NOT CONFORMANT", "unusable (exit 2)"]
+
+
 BAD_INPUT = {
+    "several targets, one unknown": (["eager", "egar"], "did you mean eager"),
+    "several targets, one twice": (["eager", "foreach", "eager"], "a target is named twice: eager"),
+    "several targets, --json a file": (["eager", "foreach", "--json", "planted.py"], "is a file; with several"),
     "report in a missing directory": (["eager", "--json", "no/such/dir/report.json"], "does not exist"),
     "report path is a directory": (["eager", "--junit", "."], "is a directory"),
     "cuda without CUDA": (["eager", "--device", "cuda"], "must not pass by skipping"),

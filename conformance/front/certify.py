@@ -134,7 +134,7 @@ def certify(args: Options) -> int:
     writable(args.junit, "--junit")
     repro_dir = Path(args.repro_dir).resolve() if args.repro_dir else None
     if repro_dir:
-        writable_dir(repro_dir)
+        writable_dir(repro_dir, "--repro-dir")
     try:
         golden.intact()
     except golden.GoldenError as e:
@@ -166,6 +166,43 @@ def certify(args: Options) -> int:
     if args.junit:
         out.write(f"JUnit XML: {args.junit}\n")
     return 0 if doc["verdict"] == "conformant" else 1
+
+
+def certify_all(args: Options, names: list[str]) -> int:
+    """Certify each of `names` with `args`, one after another in this process (the fingerprint
+    and the imports shared); --json and --junit name directories, --repro-dir gets a folder
+    per target. Every name is resolved first, so a typo costs nothing; a target found
+    unusable later is reported and the others still run. Exit code: the worst of theirs."""
+    if len(names) == 1:
+        return certify(args)
+    if len(set(names)) < len(names):
+        raise TargetError(f"a target is named twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+    for name in names:
+        build_target(name, spec=args.spec, profile=args.profile, device=args.device, without=args.without,
+                     world_size=args.world_size)
+    folders = {option: Path(path) for option, path in (("--json", args.json), ("--junit", args.junit),
+                                                        ("--repro-dir", args.repro_dir)) if path}
+    for option, folder in folders.items():
+        writable_dir(folder, option)
+    started, codes = time.time(), {}
+    for k, name in enumerate(names, start=1):
+        slug = name.replace(":", "-").replace("/", "-")
+        print(f"== [{k}/{len(names)}] {name} ==", flush=True)
+        one = dataclasses.replace(args, target=name, json=args.json and str(folders["--json"] / f"{slug}.json"),
+                                  junit=args.junit and str(folders["--junit"] / f"{slug}.xml"),
+                                  repro_dir=args.repro_dir and str(folders["--repro-dir"] / slug))
+        try:
+            codes[name] = certify(one)
+        except TargetError as e:
+            print(f"adam-conformance: error: {e}", file=sys.stderr, flush=True)
+            codes[name] = 2
+        print(flush=True)
+    said = {0: "CONFORMANT", 1: "NOT CONFORMANT", 2: "unusable (exit 2)"}
+    print(f"certified {len(names)} targets in {time.time() - started:.0f} s:")
+    width = max(map(len, names))
+    for name, code in codes.items():
+        print(f"  {name:{width}s}  {said[code]}")
+    return max(codes.values())
 
 
 def run(target: Target, args: Options, found: Preflight, out) -> list[CheckResult]:

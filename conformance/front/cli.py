@@ -73,13 +73,13 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 
 def cmd_certify(args: argparse.Namespace) -> int:
-    """Certify a target: exit 0 when conformant, 1 when not."""
-    from conformance.front.certify import Options, certify
+    """Certify each target: exit 0 when all are conformant, 1 when one is not."""
+    from conformance.front.certify import Options, certify_all
 
-    return certify(Options(target=args.target, spec=args.spec, profile=args.profile, device=args.device,
-                           without=tuple(args.without), skip=tuple(args.skip), seed=args.seed, workers=args.workers,
-                           json=args.json, junit=args.junit, repro_dir=args.repro_dir,
-                           check_timeout=args.check_timeout, world_size=args.world_size))
+    return certify_all(Options(target=args.targets[0], spec=args.spec, profile=args.profile, device=args.device,
+                               without=tuple(args.without), skip=tuple(args.skip), seed=args.seed,
+                               workers=args.workers, json=args.json, junit=args.junit, repro_dir=args.repro_dir,
+                               check_timeout=args.check_timeout, world_size=args.world_size), args.targets)
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
@@ -164,8 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("targets", nargs="*", metavar="TARGET",
                    help="registered name or package.module:attr (default: all registered)")
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser("certify", help="run the check catalogue on TARGET and say whether it is conformant")
-    p.add_argument("target", metavar="TARGET", help="registered name or package.module:attr")
+    p = sub.add_parser("certify", help="run the check catalogue on each TARGET and say whether it is conformant")
+    p.add_argument("targets", nargs="+", metavar="TARGET",
+                   help="registered name or package.module:attr; several are certified one after another, with "
+                        "--json and --junit naming directories (one report per target)")
     p.add_argument("--spec", choices=SPECS, help="semantics to certify against (default: the target's own)")
     p.add_argument("--profile", choices=list(PROFILES), default="standard",
                    help="quick: a CI gate; standard (default); thorough: nightly, 10x the examples")
@@ -177,9 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="hypothesis seed (default 0: deterministic)")
     p.add_argument("-n", dest="workers", type=_workers, default="1", metavar="WORKERS",
                    help="pytest-xdist worker processes, or auto (default 1)")
-    p.add_argument("--json", metavar="PATH", help="write the JSON report (schema in the README)")
-    p.add_argument("--junit", metavar="PATH", help="write JUnit XML (pytest's own)")
-    p.add_argument("--repro-dir", metavar="DIR", help="write reproducers here (default: a new temporary directory)")
+    p.add_argument("--json", metavar="PATH", help="write the JSON report (schema in the README); with several "
+                   "targets, a directory for TARGET.json each")
+    p.add_argument("--junit", metavar="PATH", help="write JUnit XML (pytest's own); with several targets, a directory")
+    p.add_argument("--repro-dir", metavar="DIR", help="write reproducers here (default: a new temporary directory); "
+                   "with several targets, one folder each inside it")
     p.add_argument("--check-timeout", type=float, metavar="SECONDS",
                    help="time limit per check (default: the profile's, scaled to the target's speed)")
     p.add_argument("--world-size", default="1", metavar="N",

@@ -66,11 +66,13 @@ def writable(path: str | None, option: str) -> None:
         raise TargetError(f"{option} {path}: not writable")
 
 
-def writable_dir(path: Path) -> None:
+def writable_dir(path: Path, option: str) -> None:
     """A directory an option names exists (it is made) and can be written, or TargetError."""
+    if path.exists() and not path.is_dir():
+        raise TargetError(f"{option} {path}: is a file; with several targets, give a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise TargetError(f"--repro-dir {path}: cannot create it ({e.strerror})") from None
+        raise TargetError(f"{option} {path}: cannot create it ({e.strerror})") from None
     if not os.access(path, os.W_OK):
-        raise TargetError(f"--repro-dir {path}: not writable")
+        raise TargetError(f"{option} {path}: not writable")
