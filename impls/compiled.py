@@ -45,6 +45,28 @@ WIDTH = 8
 
 #: The most graphs `_adam_chunk_step` can need (see the module docstring).
 MAX_GRAPHS = 16
+#: The recompile limit by the name of the installed release (``cache_size_limit`` before 2.7),
+#: and the shape options it has (torch 2.6 lacks ``backed_size_oblivious``: there sizes 0
+#: and 1 are specialised, which costs graphs, not correctness).
+DYNAMO_LIMIT = {("recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"):
+                MAX_GRAPHS}
+SHAPES = {k: v for k, v in dict(backed_size_oblivious=True, use_duck_shape=False).items() if hasattr(fx_config, k)}
+
+
+def _lerp_takes_a_double_weight() -> bool:
+    """Whether lerp_ takes a float64 0-d weight on a float32 tensor (torch 2.6 requires the
+    tensor's dtype; later releases take it as a scalar)."""
+    try:
+        torch.zeros(1).lerp_(torch.ones(1), torch.tensor(0.5, dtype=torch.float64))
+    except RuntimeError:
+        return False
+    return True
+
+
+#: Where lerp_ wants its weight in the moment's dtype, the weight is rounded to it: in float32
+#: and float64 the precision later releases take it at too, in float16 and bfloat16 a rounding
+#: of 1-β₁ they do not make (the error budget judges it).
+DOUBLE_WEIGHT = _lerp_takes_a_double_weight()
 
 
 def _adam_chunk_step(
@@ -69,7 +91,7 @@ def _adam_chunk_step(
         grad = torch.where(maximize, -grad, grad)
         param.mul_(shrink)
         grad = torch.where(weight_decay != 0, grad + weight_decay * param, grad)
-        exp_avg.lerp_(grad, one_minus_beta1)
+        exp_avg.lerp_(grad, one_minus_beta1 if DOUBLE_WEIGHT else one_minus_beta1.to(exp_avg.dtype))
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=one_minus_beta2)
         second_moment = exp_avg_sq
         if max_exp_avg_sqs is not None:
@@ -111,8 +133,7 @@ class CompiledAdam(AdamBase):
         shared = (torch.tensor(hp.maximize), scalar(factor if mode == "coupled" else 0.0),
                   scalar(factor if mode == "decoupled" else 1.0),
                   scalar(1 - hp.beta1), scalar(hp.beta2), scalar(1 - hp.beta2), scalar(hp.eps))
-        with torch._dynamo.config.patch(recompile_limit=MAX_GRAPHS), \
-                fx_config.patch(backed_size_oblivious=True, use_duck_shape=False):
+        with torch._dynamo.config.patch(**DYNAMO_LIMIT), fx_config.patch(**SHAPES):
             for part in work.by_device_dtype():
                 nonempty = [i for i, p in enumerate(part.params) if p.numel() > 0]
                 for start in range(0, len(nonempty), WIDTH):
