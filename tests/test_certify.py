@@ -262,11 +262,13 @@ def test_skip_certifies_everything_but_the_checks_named(workdir):
         "CONFORMANT except skipped: contract.invalid-hyperparameters: field:Unvalidated behaves like")
 
 
-def test_several_targets_are_certified_in_one_run_with_a_report_each(workdir):
-    """eager and a planted bug in one command: a report and a reproducer folder each, a summary,
-    the worst exit code; a target unusable only once it runs does not stop the others."""
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_several_targets_are_certified_in_one_run_with_a_report_each(workdir, jobs):
+    """eager and a planted bug in one command, one after another or two at a time: a report and
+    a reproducer folder each, a summary in the order given, the worst exit code; a target
+    unusable only once it runs does not stop the others."""
     result = certify(workdir, "eager", "planted:NoBiasCorrectionAdam", "hostile_targets:RaisesInStep",
-                     "--json", "reports", "--repro-dir", "repro")
+                     "--json", "reports", "--repro-dir", "repro", "--jobs", jobs)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "raised in step() with torch's defaults" in result.stderr and "Traceback" not in result.stderr
     assert _report(workdir / "reports" / "eager.json")["verdict"] == "conformant"

@@ -82,3 +82,20 @@ def test_the_gate_fails_without_a_usable_gpu(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"gpu-gate: {torch_features.cuda_unusable()}" in result.stderr
     assert not list(tmp_path.glob("*.json"))  # nothing certified
+
+
+def test_the_releases_workflow_runs_each_tox_environment_then_compares_with_the_committed_reports():
+    import configparser
+
+    doc = _workflow("releases.yml")
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    releases = [e.strip() for e in tox["tox"]["env_list"].split(",") if e.strip() != "default"]
+    job, drift = doc["jobs"]["release"], doc["jobs"]["drift"]
+    assert job["strategy"]["matrix"]["env"] == releases and job["strategy"]["fail-fast"] is False
+    assert "tox -e ${{ matrix.env }}" in _runs(job)  # what a user runs, not a copy of tox's commands
+    assert next(s for s in job["steps"] if "setup-python" in s.get("uses", ""))["with"]["cache"] == "pip"
+    uploaded = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert uploaded["with"]["path"] == "reports/${{ matrix.env }}/"
+    assert drift["needs"] == "release" and drift["if"] == "always()"
+    assert "--check" in _runs(drift) and "--against artifacts/" in _runs(drift)

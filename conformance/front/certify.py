@@ -12,10 +12,12 @@ says what the target rejects and names the known variant it implements.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import io
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -123,6 +125,17 @@ class Options:
     repro_dir: str | None = None
     check_timeout: float | None = None
     world_size: str = "1"
+    jobs: int = 1
+
+    def argv(self) -> list[str]:
+        """These options as the command line that gives them (a job's, in `certify_all`)."""
+        pairs = dict(spec=self.spec, profile=self.profile, device=self.device, seed=self.seed, json=self.json,
+                     junit=self.junit, repro_dir=self.repro_dir, check_timeout=self.check_timeout,
+                     world_size=self.world_size)
+        given = [(key, value) for key, value in pairs.items() if value is not None]
+        given += [("without", f) for f in self.without] + [("skip", c) for c in self.skip]
+        return [self.target, "-n", str(self.workers)] + [a for key, value in given
+                                                         for a in (f"--{key.replace('_', '-')}", str(value))]
 
 
 def certify(args: Options) -> int:
@@ -169,10 +182,12 @@ def certify(args: Options) -> int:
 
 
 def certify_all(args: Options, names: list[str]) -> int:
-    """Certify each of `names` with `args`, one after another in this process (the fingerprint
-    and the imports shared); --json and --junit name directories, --repro-dir gets a folder
-    per target. Every name is resolved first, so a typo costs nothing; a target found
-    unusable later is reported and the others still run. Exit code: the worst of theirs."""
+    """Certify each of `names` with `args`: one after another in this process (the fingerprint
+    and the imports shared), or with ``jobs`` > 1 that many at once, each a ``certify`` of its
+    own whose output is shown whole when it ends. --json and --junit name directories,
+    --repro-dir gets a folder per target. Every name is resolved first, so a typo costs
+    nothing; a target found unusable later is reported and the others still run. Exit code:
+    the worst of theirs."""
     if len(names) == 1:
         return certify(args)
     if len(set(names)) < len(names):
@@ -185,24 +200,49 @@ def certify_all(args: Options, names: list[str]) -> int:
     for option, folder in folders.items():
         writable_dir(folder, option)
     started, codes = time.time(), {}
-    for k, name in enumerate(names, start=1):
-        slug = name.replace(":", "-").replace("/", "-")
-        print(f"== [{k}/{len(names)}] {name} ==", flush=True)
-        one = dataclasses.replace(args, target=name, json=args.json and str(folders["--json"] / f"{slug}.json"),
-                                  junit=args.junit and str(folders["--junit"] / f"{slug}.xml"),
-                                  repro_dir=args.repro_dir and str(folders["--repro-dir"] / slug))
+    slug = lambda name: name.replace(":", "-").replace("/", "-")
+    ones = [dataclasses.replace(args, target=name, json=args.json and str(folders["--json"] / f"{slug(name)}.json"),
+                                junit=args.junit and str(folders["--junit"] / f"{slug(name)}.xml"),
+                                repro_dir=args.repro_dir and str(folders["--repro-dir"] / slug(name)))
+            for name in names]
+    if args.jobs > 1:
+        codes = _in_jobs(ones, args.jobs)
+    for k, one in enumerate(ones if args.jobs == 1 else (), start=1):
+        print(f"== [{k}/{len(names)}] {one.target} ==", flush=True)
         try:
-            codes[name] = certify(one)
+            codes[one.target] = certify(one)
         except TargetError as e:
             print(f"adam-conformance: error: {e}", file=sys.stderr, flush=True)
-            codes[name] = 2
+            codes[one.target] = 2
         print(flush=True)
     said = {0: "CONFORMANT", 1: "NOT CONFORMANT", 2: "unusable (exit 2)"}
     print(f"certified {len(names)} targets in {time.time() - started:.0f} s:")
     width = max(map(len, names))
-    for name, code in codes.items():
-        print(f"  {name:{width}s}  {said[code]}")
+    for name in names:
+        print(f"  {name:{width}s}  {said[codes[name]]}")
     return max(codes.values())
+
+
+def _in_jobs(ones: list[Options], jobs: int) -> dict[str, int]:
+    """Each of `ones` certified by a process of its own, `jobs` at a time; each one's output
+    printed whole as it ends. The fingerprint is measured first, so the jobs read it cached."""
+    fingerprint(progress=lambda line: print(line, flush=True))
+    print(f"certifying {len(ones)} targets, {jobs} at a time; each one's output follows when it ends\n", flush=True)
+
+    def job(one: Options) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "conformance", "certify", *one.argv()], capture_output=True,
+                              text=True)
+
+    codes = {}
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        running = {pool.submit(job, one): one.target for one in ones}
+        for k, done in enumerate(concurrent.futures.as_completed(running), start=1):
+            name, ended = running[done], done.result()
+            print(f"== [{k}/{len(ones)}] {name} ==\n{ended.stdout}", end="", flush=True)
+            print(ended.stderr, end="", file=sys.stderr, flush=True)
+            codes[name] = ended.returncode if ended.returncode in (0, 1) else 2
+            print(flush=True)
+    return codes
 
 
 def run(target: Target, args: Options, found: Preflight, out) -> list[CheckResult]:

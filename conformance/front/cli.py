@@ -79,7 +79,8 @@ def cmd_certify(args: argparse.Namespace) -> int:
     return certify_all(Options(target=args.targets[0], spec=args.spec, profile=args.profile, device=args.device,
                                without=tuple(args.without), skip=tuple(args.skip), seed=args.seed,
                                workers=args.workers, json=args.json, junit=args.junit, repro_dir=args.repro_dir,
-                               check_timeout=args.check_timeout, world_size=args.world_size), args.targets)
+                               check_timeout=args.check_timeout, world_size=args.world_size, jobs=args.jobs),
+                       args.targets)
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
@@ -188,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time limit per check (default: the profile's, scaled to the target's speed)")
     p.add_argument("--world-size", default="1", metavar="N",
                    help="processes a distributed target runs on, 1 to 8 (gloo on the CPU, nccl with CUDA; default 1)")
+    p.add_argument("--jobs", type=_positive, default=1, metavar="N",
+                   help="with several targets, certify N at once, each in a process of its own (default 1: one "
+                        "after another)")
     p.set_defaults(func=cmd_certify)
 
     p = sub.add_parser("diagnose", help="say which known Adam variant TARGET implements, point by point")
