@@ -74,7 +74,8 @@ def _golden(fp: dict, path: str) -> str:
     said = f"{max(floats):.3g}" if floats else "-"
     not_run = sum(v.startswith("not run") for v in others)
     raised = len(others) - not_run
-    return said + (f" ({not_run} not run)" if not_run else "") + (f" ({raised} raised or non-finite)" if raised else "")
+    notes = ([f"{not_run} not run"] if not_run else []) + ([f"{raised} raised or non-finite"] if raised else [])
+    return said + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _verdict(report: dict) -> str:
