@@ -97,3 +97,22 @@ def test_the_fused_strided_gradient_reproducer_agrees_with_the_reports_of_the_in
     run = subprocess.run([sys.executable, str(DOCS / "fused_strided_grad.py")], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == (1 if strided else 0), run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("what", ["no such folder", "a folder not named for a release", "no fingerprint",
+                                  "--against no such folder"])
+def test_bad_input_is_one_line(copied, capsys, what):
+    root, args = copied / "releases", []
+    if what == "no such folder":
+        root = copied / "nowhere"
+    elif what == "a folder not named for a release":
+        (root / "latest").mkdir()
+    elif what == "no fingerprint":
+        report = json.loads((root / "2.13.0" / "torch.json").read_text())
+        del report["fingerprint"]
+        (root / "2.13.0" / "torch.json").write_text(json.dumps(report))
+    else:
+        args = ["--against", str(copied / "nowhere")]
+    assert releases.main([str(root), *args]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("releases: ") and "Traceback" not in err

@@ -37,17 +37,29 @@ class Stale(Exception):
 
 
 def version_key(release: str) -> tuple[int, ...]:
+    """2.13.0 -> (2, 13, 0); ValueError for a name that is not a release."""
     return tuple(int(part) for part in release.split("+")[0].split("."))
 
 
 def load(root: Path) -> dict[str, dict[str, dict]]:
-    """release -> target -> report, oldest release first. Stale if a torch path's report is missing."""
+    """release -> target -> report, oldest release first. Stale (one line) if `root` is not a
+    folder of release folders, a torch path's report is missing, or a report has no fingerprint."""
+    if not root.is_dir():
+        raise Stale(f"{root}: no such directory")
+    folders = [p for p in root.iterdir() if p.is_dir()]
+    for folder in folders:
+        if not all(part.isdigit() for part in folder.name.split(".")):
+            raise Stale(f"{folder}: not a release folder (named for a torch release, as 2.13.0)")
     releases = {}
-    for folder in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: version_key(p.name)):
+    for folder in sorted(folders, key=lambda p: version_key(p.name)):
         reports = {p.stem: compare.load(str(p)) for p in sorted(folder.glob("*.json"))}
         missing = sorted(set(PATHS) - set(reports))
         if missing:
             raise Stale(f"{folder}: no report of {', '.join(missing)}")
+        unprinted = sorted(name for name, doc in reports.items() if not doc.get("fingerprint"))
+        if unprinted:
+            raise Stale(f"{folder}: {', '.join(unprinted)}: a report without a torch fingerprint (an older "
+                        "schema); certify again to write one")
         releases[folder.name] = reports
     if not releases:
         raise Stale(f"{root}: no release folders")
@@ -243,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         releases = load(args.root)
+        if args.against and not args.against.is_dir():
+            raise Stale(f"--against {args.against}: no such directory")
         problems = unexplained(releases, args.against) if args.against else None
     except (Stale, compare.ReportError) as e:
         print(f"releases: {e}", file=sys.stderr)
