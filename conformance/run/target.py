@@ -43,28 +43,25 @@ class Target:
         meaningless = {"decoupled_weight_decay"} if self.spec == "adamw" else set()
         return self.impl.claims - self.avoid - set(torch_features.lacking()) - meaningless
 
+    def _within(self, **kw) -> dict:
+        """The strategy keywords every kind of Case shares: the target's spec, claims, rejected
+        edges and plan, the profile's steps; `kw` adds to them or overrides them."""
+        return dict(spec=self.spec, claims=self.claims, max_steps=self.profile.max_steps,
+                    avoid=self.avoid & set(EDGES), plan=self.plan) | kw
+
     def cases(self, **overrides) -> st.SearchStrategy[Case]:
         """Cases within the target's claims and spec, off the edges it rejects, sized by the
         profile and taking the plan's branches."""
-        kw = dict(spec=self.spec, claims=self.claims, max_steps=self.profile.max_steps,
-                  max_numel=self.profile.max_numel, large=self.profile.large, avoid=self.avoid & set(EDGES),
-                  plan=self.plan)
-        kw.update(overrides)
-        return strategies.cases(**kw)
+        return strategies.cases(**self._within(**{"max_numel": self.profile.max_numel, "large": self.profile.large,
+                                                  **overrides}))
 
     def ladders(self, **overrides) -> st.SearchStrategy[Case]:
         """Parameters of every size up to the profile's largest, within the target's claims and spec."""
-        kw = dict(spec=self.spec, claims=self.claims, max_steps=self.profile.max_steps,
-                  max_numel=self.profile.max_numel, avoid=self.avoid & set(EDGES), plan=self.plan)
-        kw.update(overrides)
-        return strategies.ladders(**kw)
+        return strategies.ladders(**self._within(**{"max_numel": self.profile.max_numel, **overrides}))
 
     def closed_loops(self, **overrides) -> st.SearchStrategy[Case]:
         """Small closed loops (the seed's MLP) within the target's claims and spec."""
-        kw = dict(spec=self.spec, claims=self.claims, max_steps=self.profile.max_steps, avoid=self.avoid & set(EDGES),
-                  plan=self.plan)
-        kw.update(overrides)
-        return strategies.closed_loops(**kw)
+        return strategies.closed_loops(**self._within(**overrides))
 
     def accepts(self, case: Case) -> bool:
         """Whether `case` stays within what the target claims and does not reject."""
