@@ -282,6 +282,17 @@ def test_several_targets_are_certified_in_one_run_with_a_report_each(workdir, jo
     assert [line.split(None, 1)[1] for line in summary[1:]] == ["CONFORMANT", "NOT CONFORMANT", "unusable (exit 2)"]
 
 
+
+def test_a_recorded_target_is_certified_and_reported_but_its_verdict_is_not_the_exit_code(workdir):
+    """tox's use: the built-ins must pass, torch's own paths are measured (`--record`)."""
+    result = certify(workdir, "eager", "--record", "planted:NoBiasCorrectionAdam", "--json", "reports", "--jobs", "2",
+                     "-n", "0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _report(workdir / "reports" / "planted-NoBiasCorrectionAdam.json")["verdict"] == "not conformant"
+    summary = result.stdout[result.stdout.index("certified 2 targets in"):].splitlines()
+    assert summary[2].split() == ["planted:NoBiasCorrectionAdam", "NOT", "CONFORMANT", "(recorded:", "not", "in",
+                                  "the", "exit", "code)"]
+
 BAD_INPUT = {
     "several targets, one unknown": (["eager", "egar"], "did you mean eager"),
     "several targets, one twice": (["eager", "foreach", "eager"], "a target is named twice: eager"),

@@ -33,6 +33,7 @@ from conformance.registry import TargetError
 from conformance.report import certificate, reproducer
 from conformance.report.environment import describe_environment
 from conformance.report.fingerprint import fingerprint
+from conformance.run import forked
 from conformance.run.preflight import Preflight
 from conformance.run.target import Target
 from conformance.truth import golden
@@ -138,8 +139,9 @@ class Options:
                                                          for a in (f"--{key.replace('_', '-')}", str(value))]
 
 
-def certify(args: Options) -> int:
-    """Run the catalogue on `args.target`; 0 if conformant, 1 if not (2 is raised as an error)."""
+def certify(args: Options, found: Preflight | None = None) -> int:
+    """Run the catalogue on `args.target` (its preflight `found`, or run here); 0 if conformant,
+    1 if not (2 is raised as an error)."""
     target = build_target(args.target, spec=args.spec, profile=args.profile, device=args.device, without=args.without,
                           world_size=args.world_size)
     checked_ids(args.skip, "--skip")
@@ -154,7 +156,8 @@ def certify(args: Options) -> int:
         raise TargetError(str(e)) from None
     out = sys.stdout
     started = time.time()
-    found = isolation.preflight(args.target, target, args.without, args.spec)
+    if found is None:
+        found = isolation.preflight(args.target, target, args.without, args.spec)
     target = found.apply(target)
     header = describe_environment(target, args.seed, found, args.skip)
     out.write("adam-conformance certify\n" + "".join(f"  {line}\n" for line in header) + "\n")
@@ -181,13 +184,15 @@ def certify(args: Options) -> int:
     return 0 if doc["verdict"] == "conformant" else 1
 
 
-def certify_all(args: Options, names: list[str]) -> int:
-    """Certify each of `names` with `args`: one after another in this process (the fingerprint
-    and the imports shared), or with ``jobs`` > 1 that many at once, each a ``certify`` of its
-    own whose output is shown whole when it ends. --json and --junit name directories,
-    --repro-dir gets a folder per target. Every name is resolved first, so a typo costs
-    nothing; a target found unusable later is reported and the others still run. Exit code:
-    the worst of theirs."""
+def certify_all(args: Options, names: list[str], recorded: list[str] = ()) -> int:
+    """Certify each of `names`, then `recorded`, with `args`: one after another in this process
+    (the fingerprint and the imports shared), or with ``jobs`` > 1 that many at once, each a
+    ``certify`` of its own whose output is shown whole when it ends. --json and --junit name
+    directories, --repro-dir gets a folder per target. Every name is resolved first, so a typo
+    costs nothing; a target found unusable later is reported and the others still run. Exit
+    code: the worst of theirs, where a recorded target's verdict counts as conformant (its
+    being unusable still counts)."""
+    names = [*names, *recorded]
     if len(names) == 1:
         return certify(args)
     if len(set(names)) < len(names):
@@ -209,29 +214,41 @@ def certify_all(args: Options, names: list[str]) -> int:
         codes = _in_jobs(ones, args.jobs)
     for k, one in enumerate(ones if args.jobs == 1 else (), start=1):
         print(f"== [{k}/{len(names)}] {one.target} ==", flush=True)
-        try:
-            codes[one.target] = certify(one)
-        except TargetError as e:
-            print(f"adam-conformance: error: {e}", file=sys.stderr, flush=True)
-            codes[one.target] = 2
+        codes[one.target] = _certify_one(one)
         print(flush=True)
     said = {0: "CONFORMANT", 1: "NOT CONFORMANT", 2: "unusable (exit 2)"}
     print(f"certified {len(names)} targets in {time.time() - started:.0f} s:")
     width = max(map(len, names))
     for name in names:
-        print(f"  {name:{width}s}  {said[codes[name]]}")
-    return max(codes.values())
+        print(f"  {name:{width}s}  {said[codes[name]]}" + ("  (recorded: not in the exit code)" if name in recorded
+                                                           and codes[name] < 2 else ""))
+    return max(0 if name in recorded and code < 2 else code for name, code in codes.items())
+
+
+def _certify_one(one: Options, found: Preflight | None = None) -> int:
+    """`certify`, its errors said in one line: exit 2."""
+    try:
+        return certify(one, found)
+    except TargetError as e:
+        print(f"adam-conformance: error: {e}", file=sys.stderr, flush=True)
+        return 2
 
 
 def _in_jobs(ones: list[Options], jobs: int) -> dict[str, int]:
-    """Each of `ones` certified by a process of its own, `jobs` at a time; each one's output
-    printed whole as it ends. The fingerprint is measured first, so the jobs read it cached."""
+    """Each of `ones` certified by a process of its own (forked: torch is not imported again),
+    `jobs` at a time; each one's output printed whole as it ends. The fingerprint is measured
+    first, so the jobs read it cached; each preflight is forked from here, not from the job."""
     fingerprint(progress=lambda line: print(line, flush=True))
     print(f"certifying {len(ones)} targets, {jobs} at a time; each one's output follows when it ends\n", flush=True)
 
     def job(one: Options) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "conformance", "certify", *one.argv()], capture_output=True,
-                              text=True)
+        try:
+            target = build_target(one.target, spec=one.spec, profile=one.profile, device=one.device,
+                                  without=one.without, world_size=one.world_size)
+            found = isolation.preflight(one.target, target, one.without, one.spec)
+        except TargetError as e:
+            return subprocess.CompletedProcess(one.target, 2, "", f"adam-conformance: error: {e}\n")
+        return forked.run(_certify_one, (one, found))
 
     codes = {}
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:

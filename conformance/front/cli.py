@@ -74,13 +74,16 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 def cmd_certify(args: argparse.Namespace) -> int:
     """Certify each target: exit 0 when all are conformant, 1 when one is not."""
+    from conformance.run import forked
+
+    forked.start()  # the preflight's server imports torch beside this process
     from conformance.front.certify import Options, certify_all
 
     return certify_all(Options(target=args.targets[0], spec=args.spec, profile=args.profile, device=args.device,
                                without=tuple(args.without), skip=tuple(args.skip), seed=args.seed,
                                workers=args.workers, json=args.json, junit=args.junit, repro_dir=args.repro_dir,
                                check_timeout=args.check_timeout, world_size=args.world_size, jobs=args.jobs),
-                       args.targets)
+                       args.targets, args.record)
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
@@ -192,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=_positive, default=1, metavar="N",
                    help="with several targets, certify N at once, each in a process of its own (default 1: one "
                         "after another)")
+    p.add_argument("--record", nargs="+", default=[], metavar="TARGET",
+                   help="certify these targets too, reports and all, but their verdicts do not set the exit code "
+                        "(torch's own paths, where a failure is a finding about torch); unusable still does")
     p.set_defaults(func=cmd_certify)
 
     p = sub.add_parser("diagnose", help="say which known Adam variant TARGET implements, point by point")

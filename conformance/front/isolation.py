@@ -1,8 +1,9 @@
 """The target's preflight and diagnosis, each in a process of its own under a time limit,
-so that a target that hangs or crashes there cannot take certify or pytest down.
+so that a target that hangs or crashes there cannot take certify or pytest down. Each is
+forked from the fork server (`conformance.run.forked`), which has imported torch.
 
-``python -m conformance.front.isolation TARGET --json PATH [--spec] [--device]
-[--without]`` is the preflight's process: exit 0 with its record written, or 2 with one
+`main` (``python -m conformance.front.isolation TARGET --json PATH [--spec] [--device]
+[--without]``) is the preflight's process: exit 0 with its record written, or 2 with one
 line saying why the target cannot be certified.
 """
 
@@ -12,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import runpy
 import subprocess
 import sys
 import tempfile
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from conformance.front.options import build_target
 from conformance.registry import TargetError
+from conformance.run import forked
 from conformance.run.preflight import Preflight, PreflightError
 from conformance.run.preflight import run as run_preflight
 from conformance.run.target import Target
@@ -37,11 +40,11 @@ def preflight(name: str, target: Target, without=(), spec: str | None = None) ->
     limit = target.profile.timeout
     with tempfile.TemporaryDirectory(prefix="adam-conformance-") as scratch:
         path = Path(scratch) / "preflight.json"
-        argv = ["-m", "conformance.front.isolation", name, "--json", str(path), "--device", target.device,
-                *(["--spec", spec] if spec else []), *_without(without)]
+        argv = [name, "--json", str(path), "--device", target.device, *(["--spec", spec] if spec else []),
+                *_without(without)]
         start = time.perf_counter()
         try:
-            done = _python(argv, limit)
+            done = forked.run(main, (argv,), limit)
         except subprocess.TimeoutExpired:
             return Preflight(duration_s=limit, interrupted=f"it timed out after {limit:g} s")
         if done.returncode == 2:
@@ -60,10 +63,10 @@ def diagnosis(name: str, target: Target, without, limit: float, out) -> dict | N
     limit = max(limit, DIAGNOSIS_TIMEOUT)
     with tempfile.TemporaryDirectory(prefix="adam-conformance-") as scratch:
         path = Path(scratch) / "diagnosis.json"
-        argv = ["-m", "conformance", "diagnose", name, "--spec", target.spec, "--device", target.device,
+        argv = ["diagnose", name, "--spec", target.spec, "--device", target.device,
                 "--json", str(path), *_without(without)]
         try:
-            done = _python(argv, limit)
+            done = forked.run(_command, (argv,), limit)
         except subprocess.TimeoutExpired:
             out.write(f"  no diagnosis: it ran past the {limit:g} s limit\n")
             return None
@@ -73,11 +76,10 @@ def diagnosis(name: str, target: Target, without, limit: float, out) -> dict | N
         return json.loads(path.read_text())
 
 
-def _python(argv: list[str], limit: float) -> subprocess.CompletedProcess:
-    """This Python on `argv`, seeing the modules this process sees (a module:attr target
-    beside the caller imports there too)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=limit, env=env)
+def _command(argv: list[str]) -> None:
+    """``adam-conformance ARGV`` (``python -m conformance``), in the forked process; it exits."""
+    sys.argv = ["adam-conformance", *argv]
+    runpy.run_module("conformance", run_name="__main__", alter_sys=True)
 
 
 def _without(features) -> list[str]:

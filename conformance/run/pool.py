@@ -16,7 +16,6 @@ period, joined; the next Case starts a fresh pool.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import queue
 import re
@@ -25,7 +24,7 @@ import tempfile
 import time
 import uuid
 
-from conformance.run import processes, rank
+from conformance.run import forked, processes, rank
 
 #: Seconds a pool may take to start (fork the ranks, join the group; the first one imports torch).
 START_LIMIT = 300.0
@@ -38,11 +37,6 @@ GRACE = 5.0
 #: they are deadlocked (a rank that computes, compiles or is merely slow uses CPU time).
 QUIET = 2.5
 IDLE = 0.05
-#: What the fork server imports once, for every rank it forks: torch's distributed modules
-#: that sharded optimizers are built from, and the rank's own module (a target's own module
-#: is imported by each rank).
-PRELOAD = ["torch", "torch.distributed", "torch.distributed.tensor", "torch.distributed.fsdp",
-           "torch.distributed.optim", rank.__name__]
 
 
 class PoolError(RuntimeError):
@@ -59,8 +53,7 @@ class Pool:
     """W processes in one process group, running the tasks sent to them; `reap` ends them all."""
 
     def __init__(self, world: int, device: str = "cpu"):
-        context = multiprocessing.get_context("forkserver")  # each rank forked from one that imported torch
-        context.set_forkserver_preload(PRELOAD)
+        context = forked.context()  # each rank forked from one that imported torch
         self.world, self.device, self.token = world, device, uuid.uuid4().hex
         self.scratch = tempfile.TemporaryDirectory(prefix="adam-conformance-pool-")
         store = os.path.join(self.scratch.name, "store")
