@@ -93,3 +93,7 @@ PROFILES = {
     "thorough": Profile("thorough", examples=300, max_steps=12, max_numel=1024, large=True, golden_steps=10**6,
                         closed_loop=True, timeout=7200.0),
 }
+
+#: How a check's failure begins where the same example failed, then passed on replay (compare
+#: reads it: such a status change is not drift).
+NONDETERMINISTIC = "nondeterministic:"

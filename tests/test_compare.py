@@ -77,6 +77,18 @@ def test_a_figure_that_moved_is_reported_but_is_not_semantic():
     assert compare.compare(a, b) == []
 
 
+
+def test_a_status_that_changed_where_the_check_found_the_target_nondeterministic_is_said_not_semantic():
+    """torch's fused CPU path on a strided gradient fails one run and passes the next: its
+    failure says so, and the drift job must not flap on it."""
+    a, b = _report(), _report()
+    b["checks"][0].update(status="failed", reason="nondeterministic: an example that failed passed on replay; it "
+                                                  "failed with: step 1, param 0 ...")
+    changes = compare.compare(a, b)
+    assert [c.line() for c in changes] == ["contract.closure (nondeterministic: the check found it so): passed -> "
+                                           "failed"]
+    assert not compare.document(changes)["semantic"]
+
 def test_a_version_1_report_is_read_without_a_fingerprint():
     changes = compare.compare(_report(version=1), _report())
     assert [(c.kind, c.semantic) for c in changes] == [("fingerprint", False)]

@@ -18,6 +18,7 @@ from conformance.checks.assertions import completed
 from conformance.checks.catalogue import Check, CheckFailure, Evidence
 from conformance.run import distributed
 from conformance.run.target import Target
+from conformance.vocabulary import NONDETERMINISTIC
 
 
 def run_check(chk: Check, target: Target, seed_value: int = 0, database: Path | None = None,
@@ -69,7 +70,7 @@ def _examples(chk: Check, target: Target, evidence: Evidence, count: int, seed_v
     except errors.FlakyFailure as flaky:  # the same example failed, then passed on replay
         failures = [e for e in flaky.exceptions if isinstance(e, CheckFailure)]
         first = failures[0] if failures else flaky.exceptions[0]
-        raise CheckFailure(f"nondeterministic: an example that failed passed on replay; it failed with: {first}",
+        raise CheckFailure(f"{NONDETERMINISTIC} an example that failed passed on replay; it failed with: {first}",
                            getattr(first, "cases", ())) from None
 
 

@@ -6,7 +6,8 @@ more than a stated factor, a feature gained or lost, and the torch fingerprint: 
 constructors' signatures and defaults, the class hierarchies, the error messages, the
 features torch has, the devices fused runs on, and each torch path's distance from every
 golden trace. A semantic change (a status, feature or fingerprint difference) makes the
-exit code 1; moved figures alone are reported with exit code 0. Reports of schema versions
+exit code 1, except a status that changed where the check found the target nondeterministic
+(the same example failed, then passed): that is said, as a figure is; moved figures alone are reported with exit code 0. Reports of schema versions
 1 to 3 are read (version 1 has no fingerprint). Input that is not such a report is exit
 code 2, with one line saying what is wrong.
 """
@@ -19,6 +20,7 @@ import math
 from pathlib import Path
 
 from conformance.report.certificate import SCHEMA, VERSION
+from conformance.vocabulary import NONDETERMINISTIC
 
 #: The report versions compare reads.
 READS = (1, 2, VERSION)
@@ -100,7 +102,9 @@ def _checks(a: dict, b: dict, factor: float) -> list[Change]:
         x, y = before.get(check_id), after.get(check_id)
         status = lambda c: None if c is None else c["status"]
         if status(x) != status(y):
-            changes.append(Change("check", check_id, status(x), status(y)))
+            flaky = any(c and str(c.get("reason", "")).startswith(NONDETERMINISTIC) for c in (x, y))
+            changes.append(Change("check", check_id + " (nondeterministic: the check found it so)" * flaky,
+                                  status(x), status(y), semantic=not flaky))
         elif x and y:
             for key in ("error", "torch_error"):
                 moved = _moved(_figure(x, key), _figure(y, key), factor)
