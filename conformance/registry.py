@@ -20,11 +20,11 @@ import dataclasses
 import difflib
 import functools
 import importlib
+import importlib.metadata
 import inspect
 import os
 import sys
 from collections.abc import Callable, Iterable
-from importlib.metadata import entry_points
 
 from conformance.vocabulary import BEHAVIOURS, DEFAULT_CLAIMS, DEVICES, FEATURES, KEYWORD_FEATURES, SPECS
 
@@ -89,6 +89,9 @@ class Implementation:
     #: Where ``spec`` comes from: ``declared`` (an Implementation), ``class`` (a plain class's
     #: hierarchy), or ``default`` (a plain function: the preflight reads it from what it returns).
     spec_from: str = "declared"
+    #: For an adapter of another package (``impls/thirdparty/``): that distribution and the
+    #: versions the adapter was written for, as a requirement (``bitsandbytes>=0.45,<0.51``).
+    package: str = ""
 
     def __post_init__(self):
         if self.spec not in SPECS:
@@ -106,7 +109,35 @@ class Implementation:
 
     def describe_how(self) -> str:
         how = (self.how or default_how)(self.devices)
+        if self.package:
+            from packaging.requirements import Requirement
+
+            how = f"{Requirement(self.package).name} {self.package_version()}; {how}"
         return f"{how}; sharded across processes (--world-size)" if self.sharding else how
+
+    def package_version(self) -> str | None:
+        """The installed version of the package it adapts (None: not installed, or none adapted)."""
+        if not self.package:
+            return None
+        from packaging.requirements import Requirement  # pytest's own dependency
+
+        try:
+            return importlib.metadata.version(Requirement(self.package).name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    def package_warning(self) -> str | None:
+        """Why this adapter's package may not be what it was written for, in one line (None: it is)."""
+        if not self.package:
+            return None
+        from packaging.requirements import Requirement
+
+        wanted, version = Requirement(self.package), self.package_version()
+        if version is None:
+            return f"{wanted.name} is not installed here"
+        if not wanted.specifier.contains(version, prereleases=True):
+            return f"{wanted.name} {version} is outside the versions this adapter was written for ({wanted.specifier})"
+        return None
 
     @classmethod
     def pair(cls, name: str, adam: Callable, adamw: Callable, description: str,
@@ -191,7 +222,7 @@ def named_keywords(obj: Callable) -> set[str]:
 
 def registered() -> dict[str, object]:
     """Entry points of the implementation group, by name (not loaded)."""
-    return {ep.name: ep for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name)}
+    return {ep.name: ep for ep in sorted(importlib.metadata.entry_points(group=GROUP), key=lambda e: e.name)}
 
 
 def resolve(target: str) -> Implementation:
@@ -206,7 +237,11 @@ def resolve(target: str) -> Implementation:
             raise TargetError(
                 f"{target}: its entry point {ep.value} failed to load: {type(e).__name__}: {e}"
             ) from None
-        return _as_implementation(target, obj)
+        impl = _as_implementation(target, obj)
+        if impl.package and impl.package_version() is None:
+            raise TargetError(f"{target}: adapts {impl.package}, which is not installed here "
+                              f"(pip install '{impl.package}')")
+        return impl
     if ":" not in target:
         close = difflib.get_close_matches(target, list(eps), n=3)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""

@@ -205,13 +205,14 @@ def certify_all(args: Options, names: list[str], recorded: list[str] = ()) -> in
     for option, folder in folders.items():
         writable_dir(folder, option)
     started, codes = time.time(), {}
-    slug = lambda name: name.replace(":", "-").replace("/", "-")
     ones = [dataclasses.replace(args, target=name, json=args.json and str(folders["--json"] / f"{slug(name)}.json"),
                                 junit=args.junit and str(folders["--junit"] / f"{slug(name)}.xml"),
                                 repro_dir=args.repro_dir and str(folders["--repro-dir"] / slug(name)))
             for name in names]
     if args.jobs > 1:
-        codes = _in_jobs(ones, args.jobs)
+        print(f"certifying {len(ones)} targets, {args.jobs} at a time; each one's output follows when it ends\n",
+              flush=True)
+        codes = in_jobs(ones, args.jobs)
     for k, one in enumerate(ones if args.jobs == 1 else (), start=1):
         print(f"== [{k}/{len(names)}] {one.target} ==", flush=True)
         codes[one.target] = _certify_one(one)
@@ -234,12 +235,24 @@ def _certify_one(one: Options, found: Preflight | None = None) -> int:
         return 2
 
 
-def _in_jobs(ones: list[Options], jobs: int) -> dict[str, int]:
+def slug(name: str) -> str:
+    """A target's name as a file name: ``my_adam:MyAdam`` -> ``my_adam-MyAdam``."""
+    return name.replace(":", "-").replace("/", "-")
+
+
+def _shown(k: int, n: int, name: str, ended: subprocess.CompletedProcess) -> None:
+    """A job's output, whole, as it ends."""
+    print(f"== [{k}/{n}] {name} ==\n{ended.stdout}", end="", flush=True)
+    print(ended.stderr, end="", file=sys.stderr, flush=True)
+    print(flush=True)
+
+
+def in_jobs(ones: list[Options], jobs: int, ended=_shown) -> dict[str, int]:
     """Each of `ones` certified by a process of its own (forked: torch is not imported again),
-    `jobs` at a time; each one's output printed whole as it ends. The fingerprint is measured
-    first, so the jobs read it cached; each preflight is forked from here, not from the job."""
+    `jobs` at a time; ``ended(k, n, name, completed)`` told as each ends (by default its output
+    is printed whole). The fingerprint is measured first, so the jobs read it cached; each
+    preflight is forked from here, not from the job. Exit codes by name (2: unusable)."""
     fingerprint(progress=lambda line: print(line, flush=True))
-    print(f"certifying {len(ones)} targets, {jobs} at a time; each one's output follows when it ends\n", flush=True)
 
     def job(one: Options) -> subprocess.CompletedProcess:
         try:
@@ -254,11 +267,9 @@ def _in_jobs(ones: list[Options], jobs: int) -> dict[str, int]:
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         running = {pool.submit(job, one): one.target for one in ones}
         for k, done in enumerate(concurrent.futures.as_completed(running), start=1):
-            name, ended = running[done], done.result()
-            print(f"== [{k}/{len(ones)}] {name} ==\n{ended.stdout}", end="", flush=True)
-            print(ended.stderr, end="", file=sys.stderr, flush=True)
-            codes[name] = ended.returncode if ended.returncode in (0, 1) else 2
-            print(flush=True)
+            name, completed = running[done], done.result()
+            ended(k, len(ones), name, completed)
+            codes[name] = completed.returncode if completed.returncode in (0, 1) else 2
     return codes
 
 

@@ -109,6 +109,18 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_survey(args: argparse.Namespace) -> int:
+    """Certify many optimizers into one table. Exit 0 once it is written."""
+    from pathlib import Path
+
+    from conformance.run import forked
+
+    forked.start()
+    from conformance.front import survey
+
+    return survey.run(args.targets, Path(args.out), args.profile, args.device, args.jobs, args.workers)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Say what changed between two reports: exit 0 if nothing semantic, 1 if so (2: unusable input)."""
     import json
@@ -117,9 +129,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     try:
         a, b = compare.load(args.a), compare.load(args.b)
+        changes = compare.compare(a, b, args.factor)
     except compare.ReportError as e:
         raise UsageError(str(e)) from None
-    changes = compare.compare(a, b, args.factor)
     if args.json:
         print(json.dumps(compare.document(changes), indent=1))
     else:
@@ -208,9 +220,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="also write the findings as JSON")
     p.set_defaults(func=cmd_diagnose)
 
-    p = sub.add_parser("compare", help="say what changed between two reports (across torch releases, say)")
-    p.add_argument("a", metavar="A.json", help="the earlier report")
-    p.add_argument("b", metavar="B.json", help="the later report")
+    p = sub.add_parser("survey", help="certify many optimizers (by default every adapter of another package "
+                                      "installed here) into one compliance table")
+    p.add_argument("targets", nargs="*", metavar="TARGET",
+                   help="registered name or package.module:attr (default: every adapter in impls/thirdparty)")
+    p.add_argument("--out", default="survey", metavar="DIR",
+                   help="where survey.json, survey.md, survey.html and each target's report, log and reproducers "
+                        "go (default ./survey)")
+    p.add_argument("--profile", choices=list(PROFILES), default="quick", help="as certify's (default quick)")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--jobs", type=_positive, default=2, metavar="N", help="targets certified at once (default 2)")
+    p.add_argument("-n", dest="workers", type=_workers, default="0", metavar="WORKERS",
+                   help="pytest-xdist workers per target (default 0: its checks in its own process)")
+    p.set_defaults(func=cmd_survey)
+
+    p = sub.add_parser("compare", help="say what changed between two reports, or two surveys (across torch "
+                                       "releases, say)")
+    p.add_argument("a", metavar="A.json", help="the earlier report or survey.json")
+    p.add_argument("b", metavar="B.json", help="the later report or survey.json")
     p.add_argument("--factor", type=float, default=2.0,
                    help="report an error figure or a distance that moved by more than this factor (default 2)")
     p.add_argument("--json", action="store_true", help="print the differences as JSON")

@@ -19,6 +19,7 @@ import json
 import math
 from pathlib import Path
 
+from conformance.report import survey as surveys
 from conformance.report.certificate import SCHEMA, VERSION
 from conformance.vocabulary import NONDETERMINISTIC
 
@@ -63,6 +64,11 @@ def load(path: str) -> dict:
         doc = json.loads(text)
     except ValueError as e:
         raise ReportError(f"{path}: not JSON, or cut short ({e})") from None
+    if isinstance(doc, dict) and doc.get("schema") == surveys.SCHEMA:
+        if not isinstance(doc.get("rows"), list) or not all(isinstance(r, dict) and {"target", "verdict", "cells"}
+                                                             <= set(r) for r in doc["rows"]):
+            raise ReportError(f"{path}: malformed survey: its rows need a target, a verdict and cells")
+        return doc
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise ReportError(f"{path}: not an adam-conformance report (no \"schema\": \"{SCHEMA}\")")
     if doc.get("version") not in READS:
@@ -78,7 +84,12 @@ def load(path: str) -> dict:
 
 
 def compare(a: dict, b: dict, factor: float = FACTOR) -> list[Change]:
-    """Every difference between reports `a` and `b` (see the module docstring)."""
+    """Every difference between reports `a` and `b` (see the module docstring), or between two
+    surveys. ReportError if one is a survey and the other a report."""
+    if (a["schema"] == surveys.SCHEMA) != (b["schema"] == surveys.SCHEMA):
+        raise ReportError("one is a survey and the other a certify report: compare two of a kind")
+    if a["schema"] == surveys.SCHEMA:
+        return _surveys(a, b)
     changes = _target(a, b) + _checks(a, b, factor) + _features(a, b)
     fa, fb = a.get("fingerprint"), b.get("fingerprint")
     if fa is not None and fb is not None:
@@ -86,6 +97,27 @@ def compare(a: dict, b: dict, factor: float = FACTOR) -> list[Change]:
     elif (fa is None) != (fb is None):
         changes.append(Change("fingerprint", "torch fingerprint", "recorded" if fa else None,
                               "recorded" if fb else None, semantic=False))
+    return changes
+
+
+def _surveys(a: dict, b: dict) -> list[Change]:
+    """Between two surveys: the optimizers surveyed, and each one's package version (not
+    semantic), verdict and cells; and the torch each ran under (not semantic)."""
+    before, after = ({r["target"]: r for r in doc["rows"]} for doc in (a, b))
+    changes = [Change("environment", "torch", a["environment"].get("torch"), b["environment"].get("torch"),
+                      semantic=False)] if a["environment"].get("torch") != b["environment"].get("torch") else []
+    for name in sorted(set(before) | set(after)):
+        x, y = before.get(name), after.get(name)
+        if x is None or y is None:
+            changes.append(Change("target", name, x and "surveyed", y and "surveyed"))
+            continue
+        if x.get("version") != y.get("version"):
+            changes.append(Change("package", f"{name}: {y.get('package')}", x.get("version"), y.get("version"),
+                                  semantic=False))
+        if x["verdict"] != y["verdict"]:
+            changes.append(Change("verdict", name, x["verdict"], y["verdict"]))
+        changes += [Change("cell", f"{name} {group}", x["cells"].get(group), y["cells"].get(group))
+                    for group in surveys.GROUPS if x["cells"].get(group) != y["cells"].get(group)]
     return changes
 
 
@@ -175,16 +207,22 @@ def _fingerprint(a: dict, b: dict, factor: float) -> list[Change]:
 
 def render(a_name: str, a: dict, b_name: str, b: dict, changes: list[Change], factor: float = FACTOR) -> str:
     """The differences, grouped, readable at a glance; or what was compared, if nothing differs."""
-    env = lambda doc: f"torch {doc['environment'].get('torch', '?')}, {doc['target'].get('name', '?')}"
+    survey = a["schema"] == surveys.SCHEMA
+    env = lambda doc: f"torch {doc['environment'].get('torch', '?')}, " + (
+        f"{len(doc['rows'])} optimizers" if survey else doc["target"].get("name", "?"))
     lines = [f"compare {a_name} ({env(a)}) -> {b_name} ({env(b)})"]
-    titles = {"target": "the target", "check": "checks that changed status", "feature": "features gained or lost",
+    titles = {"environment": "the environment", "target": "the optimizers surveyed" if survey else "the target",
+              "package": "package versions", "verdict": "verdicts", "cell": "cells (optimizer, check group)", "check": "checks that changed status", "feature": "features gained or lost",
               "fingerprint": "torch fingerprint", "figure": f"error figures that moved by more than {factor:g}x"}
     for kind, title in titles.items():
         found = [c for c in changes if c.kind == kind]
         if found:
             lines += ["", f"{title}:"] + [f"  {c.line()}" for c in found]
     semantic = [c for c in changes if c.semantic]
-    if not changes:
+    if not changes and survey:
+        lines += ["", f"no difference found: compared {len(a['rows'])} optimizers' verdicts, package versions and "
+                      "cells"]
+    elif not changes:
         prints = [doc.get("fingerprint") for doc in (a, b)]
         scope = (f"{len(a['checks'])} checks, the claims, and the torch fingerprint (signatures, defaults, hierarchy, "
                  f"error messages, features, fused devices, {sum(len(p) for p in prints[0]['paths'].values())} path "

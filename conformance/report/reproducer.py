@@ -21,7 +21,10 @@ from conformance.vocabulary import KEYWORD_FEATURES, torch_class_name
 
 
 def factory_recipe(factory, target_name: str) -> str:
-    """Python source defining ``make_target()``, which returns the target's factory."""
+    """Python source defining ``make_target()``, which returns the target's factory (a factory
+    that carries its own, an adapter's, gives that)."""
+    if isinstance(getattr(factory, "recipe", None), str):
+        return factory.recipe
     if isinstance(factory, functools.partial):
         inner = factory_recipe(factory.func, target_name)
         kwargs = ", ".join(f"{k}={v!r}" for k, v in factory.keywords.items())

@@ -1,0 +1,171 @@
+"""`adam-conformance survey`: the compliance table of many optimizers, its files, and `compare`
+between two surveys; the third-party adapters it surveys by default."""
+
+import json
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from conformance import registry
+from conformance.front import compare
+from conformance.report import survey as table
+from impls.thirdparty import recipe
+from tests.test_certify import PLANTED, _env
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+
+NOISY = '''
+import sys
+
+import torch
+
+print("| not | a | table | row |")  # on import, in the survey's own process too
+
+
+class Noisy(torch.optim.Adam):
+    """torch's Adam that writes to the terminal, as some packages do on import and at each step."""
+
+    def step(self, closure=None):
+        print("| not | a | table | row |")
+        sys.stdout.write("\\x1b[2J")
+        return super().step(closure)
+'''
+
+
+def _check(check_id, status, reason=""):
+    return {"id": check_id, "status": status, "reason": reason}
+
+
+def test_a_groups_cell_is_its_worst_check_and_all_unclaimed_is_not_claimed():
+    checks = [_check("parity.golden", "passed"), _check("parity.trajectory", "failed", "over budget"),
+              _check("invariant.scale", "passed"), _check("invariant.maximize", "skipped", "not claimed: maximize"),
+              _check("contract.closure", "error"), _check("cuda.graph-replay", "skipped", "CUDA only"),
+              _check("sharded.world-sizes", "skipped", "not claimed: sharding")]
+    assert table.cells(checks) == {"parity": "failed", "invariant": "passed", "contract": "failed",
+                                   "cuda": "skipped", "sharded": "not claimed"}
+
+
+def _survey(rows, torch="2.13.0"):
+    return table.document(rows, {"torch": torch, "python": "3.11"}, "2026-12-06T00:00:00+00:00", 10, "quick")
+
+
+def _row(name, verdict="conformant", cells=None, version="1.0"):
+    report = {"checks": [], "target": {"spec": "adamw"}, "summary": {}, "verdict": verdict}
+    found = table.row(name, "pkg", version, report, None, None, 1.0, Path("."))
+    return found | {"cells": cells or {"parity": "passed", "contract": "passed"}}
+
+
+def test_compare_on_two_surveys_shows_the_cells_and_verdicts_that_changed(tmp_path):
+    a = _survey([_row("pkg-adamw"), _row("pkg-adam")])
+    b = _survey([_row("pkg-adamw", "not conformant", {"parity": "failed", "contract": "passed"}, "1.1"),
+                 _row("pkg-adam"), _row("pkg-new")], torch="2.14.1")
+    changes = compare.compare(a, b)
+    assert [(c.line(), c.semantic) for c in changes] == [
+        ("torch: 2.13.0 -> 2.14.1", False),
+        ("pkg-adamw: pkg: 1.0 -> 1.1", False),
+        ("pkg-adamw: conformant -> not conformant", True),
+        ("pkg-adamw parity: passed -> failed", True),
+        ("pkg-new: (absent) -> surveyed", True)]
+    for name, doc in (("a.json", a), ("b.json", b)):
+        (tmp_path / name).write_text(json.dumps(doc))
+    done = subprocess.run([sys.executable, "-m", "conformance", "compare", "a.json", "b.json"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "cells (optimizer, check group):\n  pkg-adamw parity: passed -> failed" in done.stdout
+    report = json.loads((ROOT / "docs" / "releases" / "2.13.0" / "eager.json").read_text())
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    mixed = subprocess.run([sys.executable, "-m", "conformance", "compare", "a.json", "report.json"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert mixed.returncode == 2 and mixed.stderr.strip().endswith("compare two of a kind")
+    assert "Traceback" not in mixed.stderr
+
+
+def test_the_survey_command_writes_a_row_per_target_whatever_becomes_of_each(tmp_path):
+    """A conformant optimizer, a planted bug, one that raises in step(), one that writes to the
+    terminal, an adapter whose package is absent and one for CUDA only: each a row, the table
+    intact, the findings linked to reproducers that fail on their own, progress on stderr."""
+    (tmp_path / "planted.py").write_text(PLANTED)
+    (tmp_path / "noisy.py").write_text(NOISY)
+    shutil.copy(HERE / "hostile_targets.py", tmp_path / "hostile_targets.py")
+    absent = next(name for name in sorted(ADAPTERS) if name != "apex-fusedadam" and _absent(name))
+    targets = ["eager", "planted:NoBiasCorrectionAdam", "hostile_targets:RaisesInStep", "noisy:Noisy", absent,
+               "apex-fusedadam"]
+    done = subprocess.run([sys.executable, "-m", "conformance", "survey", *targets, "--out", "out", "--jobs", "2"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900,
+                          env={**_env(), "TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[4/4]" in done.stderr and "left" in done.stderr
+    out = tmp_path / "out"
+    doc = json.loads((out / "survey.json").read_text())
+    assert doc["schema"] == table.SCHEMA
+    verdicts = {r["target"]: r["verdict"] for r in doc["rows"]}
+    assert verdicts == {"eager": "conformant", "planted:NoBiasCorrectionAdam": "not conformant",
+                        "hostile_targets:RaisesInStep": "unusable", "noisy:Noisy": "conformant", absent: "skipped",
+                        "apex-fusedadam": "skipped"}
+    rows = {r["target"]: r for r in doc["rows"]}
+    assert "raised in step()" in rows["hostile_targets:RaisesInStep"]["reason"]
+    assert "not installed here" in rows[absent]["reason"]
+    assert rows["apex-fusedadam"]["reason"].startswith("runs on cuda only")
+    md = (out / "survey.md").read_text()
+    table_lines = [line for line in md.splitlines() if line.startswith("| `")]
+    assert len(table_lines) == 6 and all(line.count("|") == 10 for line in table_lines)
+    assert "not | a | table" not in md and "\x1b" not in md
+    planted = rows["planted:NoBiasCorrectionAdam"]
+    assert planted["cells"]["parity"] == "failed" and planted["findings"]
+    for finding in planted["findings"][:2]:
+        script = out / finding["reproducer"]
+        assert f"({finding['reproducer']})" in md
+        rerun = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=300)
+        assert rerun.returncode == 1, rerun.stdout + rerun.stderr
+    page = (out / "survey.html").read_text()
+    assert page.count("<tr data-package=") == 6 and "http" not in page.replace("http-equiv", "")
+
+
+def _absent(name: str) -> bool:
+    try:
+        registry.resolve(name)
+    except registry.TargetError as e:
+        return "not installed" in str(e)
+    return False
+
+
+ADAPTERS = {name: value for name, value in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+            ["entry-points"]["adam_conformance.implementations"].items() if value.startswith("impls.thirdparty.")}
+
+
+@pytest.mark.parametrize("name", sorted(ADAPTERS))
+def test_each_adapter_names_its_package_states_its_versions_and_is_its_own_recipe(name):
+    """Declared without importing its package; its recipe compiles and names the package's class."""
+    import importlib
+
+    from packaging.requirements import Requirement
+
+    module, _, attr = ADAPTERS[name].partition(":")
+    impl = getattr(importlib.import_module(module), attr)
+    assert impl.name == name and impl.package
+    package = Requirement(impl.package).name
+    assert name.startswith({"bitsandbytes": "bnb", "torch-optimi": "optimi"}.get(package, package) + "-")
+    assert "complex" not in impl.claims and "tensor_lr" not in impl.claims  # none of these documents them
+    source = impl.factory.recipe
+    compile(source, name, "exec")
+    assert "conformance" not in source and "impls" not in source
+
+
+def test_a_package_outside_the_adapters_versions_is_warned_of():
+    impl = registry.Implementation("x", lambda p, **k: None, package="torch>=99")
+    assert impl.package_warning().startswith("torch ") and "outside the versions" in impl.package_warning()
+    assert registry.Implementation("y", lambda p, **k: None, package="torch>=2").package_warning() is None
+    assert "not installed" in registry.Implementation("z", lambda p, **k: None,
+                                                      package="no-such-package-x>=1").package_warning()
+
+
+def test_a_recipe_renames_torchs_keywords_and_fixes_the_entrys_mode():
+    space = {}
+    exec(recipe("collections:OrderedDict", {"decoupled_weight_decay": "weight_decouple"}, {"nus": (1, 1)}), space)
+    made = space["make_target"]()([], decoupled_weight_decay=True, lr=0.1)
+    assert dict(made) == {"nus": (1, 1), "weight_decouple": True, "lr": 0.1}
