@@ -54,9 +54,9 @@ def _survey(rows, torch="2.13.0"):
     return table.document(rows, {"torch": torch, "python": "3.11"}, "2026-12-06T00:00:00+00:00", 10, "quick")
 
 
-def _row(name, verdict="conformant", cells=None, version="1.0"):
+def _row(name, verdict="conformant", cells=None, version="1.0", package="pkg"):
     report = {"checks": [], "target": {"spec": "adamw"}, "summary": {}, "verdict": verdict}
-    found = table.row(name, "pkg", version, report, None, None, 1.0, Path("."))
+    found = table.row(name, package, version, report, None, None, 1.0, Path("."))
     return found | {"cells": cells or {"parity": "passed", "contract": "passed"}}
 
 
@@ -118,12 +118,38 @@ def test_the_survey_command_writes_a_row_per_target_whatever_becomes_of_each(tmp
     assert planted["cells"]["parity"] == "failed" and planted["findings"]
     for finding in planted["findings"][:2]:
         script = out / finding["reproducer"]
-        assert f"({finding['reproducer']})" in md
+        assert f"reproducer `{finding['reproducer']}`" in md
         rerun = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
                                timeout=300)
         assert rerun.returncode == 1, rerun.stdout + rerun.stderr
     page = (out / "survey.html").read_text()
     assert page.count("<tr data-package=") == 6 and "http" not in page.replace("http-equiv", "")
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-quic"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install chromium)")
+def test_the_page_renders_and_filters_in_a_real_browser(tmp_path):
+    """Chromium, headless: the page's filter (package, from its address) hides the other
+    package's rows once its script has run; a screenshot of the page is drawn."""
+    doc = _survey([_row("pkg-adamw", "not conformant", {"parity": "failed", "contract": "passed"}),
+                   _row("other-adam", package="other")])
+    page = tmp_path / "survey.html"
+    page.write_text(table.html(doc))
+    browse = lambda *args: subprocess.run([CHROMIUM, *HEADLESS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+                                          capture_output=True, text=True, timeout=120)
+    dom = browse("--dump-dom", page.as_uri() + "?package=other").stdout
+    rows = dom.split("<tr data-package=")[1:]
+    assert len(rows) == 2, dom[:2000]
+    hidden = {row.split('"')[1]: "hidden" in row.split(">")[0] for row in rows}
+    assert hidden == {"pkg": True, "other": False}
+    shot = tmp_path / "page.png"
+    browse(f"--screenshot={shot}", "--window-size=1000,600", "--hide-scrollbars", page.as_uri())
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == 1000 and len(png) > 5000
 
 
 def _absent(name: str) -> bool:

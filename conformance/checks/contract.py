@@ -102,7 +102,9 @@ def _entries_like_torch(target: Target, case: Case) -> None:
     if theirs.error:
         return
     for i in range(len(case.params)):
-        mine, torch_kinds = (dict(t.kinds[i]) if t.kinds else {} for t in (trace, theirs))
+        # keys as text: a target may key its state by something else than a name (an int, say)
+        mine, torch_kinds = ({str(k): v for k, v in dict(t.kinds[i]).items()} if t.kinds else {}
+                             for t in (trace, theirs))
         missing = sorted(set(torch_kinds) - set(mine))
         extra = sorted(set(mine) - set(torch_kinds))
         if missing or extra:

@@ -87,7 +87,8 @@ def counts_line(counts: dict) -> str:
 
 
 def markdown(doc: dict) -> str:
-    """survey.md: the table, then the findings with links to their reproducers."""
+    """survey.md: the table, then the findings, each with its reproducer's path (beside the
+    survey: ``repro/TARGET/CHECK.py``)."""
     env, counts = doc["environment"], doc["counts"]
     lines = [f"# Survey of {counts['targets']} Adam/AdamW implementations", "",
              f"{doc['date']}, profile {doc['profile']}, {doc['seconds']} s; torch {env.get('torch')}, "
@@ -108,7 +109,7 @@ def markdown(doc: dict) -> str:
         lines += [f"- diagnosis: {r['diagnosis']}"] if r.get("diagnosis") else []
         for f in r["findings"]:
             needs = f"; needs: {', '.join(f['needs'])}" if f["needs"] else ""
-            repro = f" ([reproducer]({f['reproducer']}))" if f["reproducer"] else ""
+            repro = f"; reproducer `{f['reproducer']}`" if f["reproducer"] else ""
             lines.append(f"- **{f['check']}**: {f['headline']}{needs}{repro}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
@@ -121,16 +122,20 @@ td.not-claimed{background:#fff;color:#999}td.unusable{background:#f3dca6}td.skip
 .conformant{color:#176317;font-weight:600}.not-conformant{color:#a11;font-weight:600}
 label{margin-right:1em}li{margin:.2em 0}code{font-size:13px}"""
 
-_SCRIPT = """function filt(){const p=document.getElementById('pkg').value,g=document.getElementById('grp').value;
+_SCRIPT = """const q=new URLSearchParams(location.search);
+function filt(){const p=document.getElementById('pkg').value,g=document.getElementById('grp').value;
 document.querySelectorAll('tr[data-package]').forEach(r=>{r.hidden=p&&r.dataset.package!==p});
 document.querySelectorAll('[data-group]').forEach(c=>{c.hidden=g&&c.dataset.group!==g});
 document.querySelectorAll('li[data-package]').forEach(l=>{l.hidden=(p&&l.dataset.package!==p)||
-(g&&l.dataset.check.split('.')[0]!==g)});}"""
+(g&&l.dataset.check.split('.')[0]!==g)});
+history.replaceState(null,'',location.pathname+'?'+new URLSearchParams({package:p,group:g}));}
+document.getElementById('pkg').value=q.get('package')||'';document.getElementById('grp').value=q.get('group')||'';
+filt();"""
 
 
 def html(doc: dict) -> str:
     """survey.html: the same, one self-contained page (no network), colour-coded, with filters
-    by package and by check group."""
+    by package and by check group (kept in the address: ``survey.html?package=P&group=G``)."""
     e = lambda s: html_escape.escape(str(s), quote=True)
     counts, groups = doc["counts"], doc["groups"]
     packages = sorted({r["package"] for r in doc["rows"]})

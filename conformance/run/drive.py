@@ -215,6 +215,8 @@ class Run:
                 raise TypeError(f"param_groups[{self.joined.index(j)}]['lr'] is a {type(group['lr']).__name__}, "
                                 "not the Tensor it was given as: an lr changed in place does not reach it")
             group["lr"].fill_(value)
+        elif key == "lr" and torch.is_tensor(group["lr"]):  # the target made it a Tensor: as torch's LR schedulers do
+            group["lr"].fill_(value)
         else:
             group[key] = tuple(value) if key == "betas" else value
 

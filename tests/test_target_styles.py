@@ -1,0 +1,49 @@
+"""Optimizers written as other packages write them, which the suite must drive as torch's own
+tools do (found surveying torchao and heavyball): a correct one passes, a wrong one fails
+with a finding, never with the suite's own error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conformance.checks import CATALOGUE, CheckFailure, run_check
+from tests.kill_matrix import target_of
+
+
+class TensorLrAdam(torch.optim.Adam):
+    """Holds lr as a Tensor however it is given, and refuses a float put in its place, as
+    torchao's optimizers do; torch's LR schedulers fill such an lr in place."""
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        last = self.param_groups[-1]
+        last["lr"] = torch.tensor(float(last["lr"]), dtype=torch.float64)  # float32 costs float64 params precision
+
+    def step(self, closure=None):
+        if any(not torch.is_tensor(g["lr"]) for g in self.param_groups):
+            raise RuntimeError("lr was changed to a non-Tensor object")
+        return super().step(closure)
+
+
+class IntKeyedState(torch.optim.Adam):
+    """Keeps an extra state entry under an int key (heavyball keys its state so)."""
+
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in self.state:
+                    self.state[p][0] = torch.zeros(())
+        return loss
+
+
+@pytest.mark.parametrize("check_id", ["parity.trajectory", "invariant.permutation", "contract.state-dict"])
+def test_an_lr_held_as_a_tensor_is_scheduled_in_place_as_torchs_schedulers_do(check_id):
+    run_check(CATALOGUE[check_id], target_of(TensorLrAdam, "quick"))
+
+
+def test_a_state_entry_keyed_by_an_int_is_a_finding_not_a_crash():
+    with pytest.raises(CheckFailure) as caught:
+        run_check(CATALOGUE["contract.state-entries"], target_of(IntKeyedState, "quick"))
+    assert "0 beside torch's" in str(caught.value)
