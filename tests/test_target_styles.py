@@ -47,3 +47,20 @@ def test_a_state_entry_keyed_by_an_int_is_a_finding_not_a_crash():
     with pytest.raises(CheckFailure) as caught:
         run_check(CATALOGUE["contract.state-entries"], target_of(IntKeyedState, "quick"))
     assert "0 beside torch's" in str(caught.value)
+
+
+class OneGroupOnly(torch.optim.Adam):
+    """Takes a list of tensors, never param-group dicts (TorchOpt's torch.optim-like classes)."""
+
+    def __init__(self, params, **kwargs):
+        params = list(params)
+        if any(isinstance(p, dict) for p in params):
+            raise TypeError("param groups are not supported")
+        super().__init__(params, **kwargs)
+
+
+def test_a_target_without_param_groups_is_partitioned_without_them():
+    """invariant.partition gives each parameter a group of its own only where groups are claimed."""
+    target = target_of(OneGroupOnly, "quick")
+    assert "param_groups" not in target.claims
+    run_check(CATALOGUE["invariant.partition"], target)

@@ -95,7 +95,8 @@ def permutation(target: Target, evidence: Evidence, data) -> None:
 )
 def partition(target: Target, evidence: Evidence, data) -> None:
     case = data.draw(target.cases(), label="case")
-    options = ["regroup"] * any(len(g.params) > 1 for g in case.groups) + ["reorder"] * (len(case.params) > 1)
+    regroups = "param_groups" in target.claims and any(len(g.params) > 1 for g in case.groups)  # a group each
+    options = ["regroup"] * regroups + ["reorder"] * (len(case.params) > 1)
     options += ["split"] * any(p.init.size > 1 for p in case.params)
     assume(options)
     how = data.draw(st.sampled_from(options), label="partition")

@@ -42,7 +42,8 @@ def recipe(where: str, rename: dict, fixed: dict, prelude: str = "") -> str:
 def adapter(name: str, package: str, where: str, spec: str, description: str, keywords=("weight_decay",),
             rename: dict | None = None, fixed: dict | None = None, prelude: str = "", **fields) -> Implementation:
     """An entry for the optimizer class at `where` (``module:Class``) of `package` (a requirement
-    with its version range). It claims `TORCH_OPTIMIZER` and the keyword features `keywords`;
+    with its version range). It claims `TORCH_OPTIMIZER` and the keyword features `keywords`
+    (assumed: one the package cleanly refuses at construction is dropped, with a note);
     `rename` maps torch's keyword names to the package's, `fixed` are keywords always passed
     (a mode the entry stands for), `prelude` is source run before the import."""
     source = recipe(where, rename or {}, fixed or {}, prelude)
@@ -58,4 +59,5 @@ def adapter(name: str, package: str, where: str, spec: str, description: str, ke
     factory.__name__ = factory.__qualname__ = where.partition(":")[2]
     factory.recipe = source
     fields.setdefault("claims", TORCH_OPTIMIZER | set(keywords))
+    fields.setdefault("assumed", set(keywords))  # documented, yet a package may refuse one: said, not failed 15 times
     return Implementation(name, factory, description, spec, package=package, **fields)
