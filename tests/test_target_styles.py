@@ -64,3 +64,24 @@ def test_a_target_without_param_groups_is_partitioned_without_them():
     target = target_of(OneGroupOnly, "quick")
     assert "param_groups" not in target.claims
     run_check(CATALOGUE["invariant.partition"], target)
+
+
+class RefusesAmsgrad(torch.optim.Adam):
+    """Takes **kwargs and refuses AMSGrad with a ValueError, as bitsandbytes' AdamW8bit does."""
+
+    def __init__(self, params, **kwargs):
+        if kwargs.get("amsgrad"):
+            raise ValueError("RefusesAmsgrad does not support amsgrad=True")
+        super().__init__(params, **kwargs)
+
+
+def test_a_keyword_an_open_signature_refuses_with_a_value_error_is_dropped_with_a_note():
+    from conformance.run import preflight
+    from conformance.run.target import Target
+    from conformance.registry import Implementation
+    from conformance.vocabulary import PROFILES
+
+    impl = Implementation.from_callable("RefusesAmsgrad", lambda params, **kw: RefusesAmsgrad(params, **kw))
+    found = preflight.run(Target(impl, "adam", "cpu", PROFILES["quick"]))
+    assert [n.feature for n in found.dropped] == ["amsgrad"]
+    assert "ValueError: RefusesAmsgrad does not support amsgrad=True" in found.dropped[0].dropped()

@@ -381,13 +381,15 @@ def _open_keywords(target: Target) -> list[str]:
 
 
 def _keyword_refused(target: Target, keyword: str) -> Note | None:
-    """A note if constructing with `keyword` raises a TypeError that names it: not accepted."""
+    """A note if constructing with `keyword` raises an error that names it: not accepted (a
+    TypeError), or not supported (a ValueError or NotImplementedError: "does not support
+    amsgrad=True")."""
     value = KEYWORD_PROBES[keyword]
     try:
         _built(target, **_given(target.spec, target.impl.explicit, **{keyword: value}))
-    except TypeError as e:
+    except (TypeError, ValueError, NotImplementedError) as e:
         if keyword in str(e):
-            return Note(f"keyword {keyword}", keyword, f"{keyword}={value!r}", f"TypeError: {e}")
+            return Note(f"keyword {keyword}", keyword, f"{keyword}={value!r}", f"{type(e).__name__}: {e}")
     except Exception:
         pass
     return None
