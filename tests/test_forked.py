@@ -82,6 +82,7 @@ def test_a_long_tmpdir_does_not_stop_the_server(tmp_path):
     deep.mkdir()
     done = subprocess.run([sys.executable, "-c", "from conformance.run import forked; from tests.test_forked import "
                            "_speaks; print(forked.run(_speaks, (0,)).stdout, end='')"],
-                          env={**os.environ, "TMPDIR": str(deep)}, cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          env={**os.environ, "TMPDIR": str(deep)}, cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0 and done.stdout.splitlines() == ["from Python", "from C"], done.stderr
 

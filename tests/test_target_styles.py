@@ -76,9 +76,9 @@ class RefusesAmsgrad(torch.optim.Adam):
 
 
 def test_a_keyword_an_open_signature_refuses_with_a_value_error_is_dropped_with_a_note():
+    from conformance.registry import Implementation
     from conformance.run import preflight
     from conformance.run.target import Target
-    from conformance.registry import Implementation
     from conformance.vocabulary import PROFILES
 
     impl = Implementation.from_callable("RefusesAmsgrad", lambda params, **kw: RefusesAmsgrad(params, **kw))

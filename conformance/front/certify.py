@@ -195,8 +195,7 @@ def certify_all(args: Options, names: list[str], recorded: list[str] = ()) -> in
     names = [*names, *recorded]
     if len(names) == 1:
         return certify(args)
-    if len(set(names)) < len(names):
-        raise TargetError(f"a target is named twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+    distinct(names)
     for name in names:
         build_target(name, spec=args.spec, profile=args.profile, device=args.device, without=args.without,
                      world_size=args.world_size)
@@ -233,6 +232,13 @@ def _certify_one(one: Options, found: Preflight | None = None) -> int:
     except TargetError as e:
         print(f"adam-conformance: error: {e}", file=sys.stderr, flush=True)
         return 2
+
+
+def distinct(names: list[str]) -> None:
+    """TargetError if a target is named twice."""
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise TargetError(f"a target is named twice: {', '.join(twice)}")
 
 
 def slug(name: str) -> str:

@@ -7,9 +7,11 @@ constructors' signatures and defaults, the class hierarchies, the error messages
 features torch has, the devices fused runs on, and each torch path's distance from every
 golden trace. A semantic change (a status, feature or fingerprint difference) makes the
 exit code 1, except a status that changed where the check found the target nondeterministic
-(the same example failed, then passed): that is said, as a figure is; moved figures alone are reported with exit code 0. Reports of schema versions
-1 to 3 are read (version 1 has no fingerprint). Input that is not such a report is exit
-code 2, with one line saying what is wrong.
+(the same example failed, then passed): that is said, as a figure is; moved figures alone
+are reported with exit code 0. Two surveys compare by their optimizers' verdicts, cells and
+package versions. Reports of schema versions 1 to 3 are read (version 1 has no
+fingerprint). Input that is not such a report is exit code 2, with one line saying what is
+wrong.
 """
 
 from __future__ import annotations
@@ -212,7 +214,8 @@ def render(a_name: str, a: dict, b_name: str, b: dict, changes: list[Change], fa
         f"{len(doc['rows'])} optimizers" if survey else doc["target"].get("name", "?"))
     lines = [f"compare {a_name} ({env(a)}) -> {b_name} ({env(b)})"]
     titles = {"environment": "the environment", "target": "the optimizers surveyed" if survey else "the target",
-              "package": "package versions", "verdict": "verdicts", "cell": "cells (optimizer, check group)", "check": "checks that changed status", "feature": "features gained or lost",
+              "package": "package versions", "verdict": "verdicts", "cell": "cells (optimizer, check group)",
+              "check": "checks that changed status", "feature": "features gained or lost",
               "fingerprint": "torch fingerprint", "figure": f"error figures that moved by more than {factor:g}x"}
     for kind, title in titles.items():
         found = [c for c in changes if c.kind == kind]

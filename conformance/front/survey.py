@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from conformance import registry
-from conformance.front.certify import Options, in_jobs, slug
+from conformance.front.certify import Options, distinct, in_jobs, slug
 from conformance.front.options import writable_dir
 from conformance.report import survey as table
 
@@ -34,8 +34,7 @@ def adapters() -> list[str]:
 
 def run(targets: list[str], out: Path, profile: str, device: str, jobs: int, workers: str) -> int:
     names = targets or adapters()
-    if len(set(names)) < len(names):
-        raise registry.TargetError(f"a target is named twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+    distinct(names)
     out.mkdir(parents=True, exist_ok=True)
     writable_dir(out, "--out")
     for folder in ("reports", "logs", "repro"):
@@ -59,7 +58,8 @@ def run(targets: list[str], out: Path, profile: str, device: str, jobs: int, wor
                                    verdict="skipped")
             continue
         ones.append(Options(target=name, profile=profile, device=device, workers=workers,
-                            json=str(out / "reports" / f"{slug(name)}.json"), repro_dir=str(out / "repro" / slug(name))))
+                            json=str(out / "reports" / f"{slug(name)}.json"),
+                            repro_dir=str(out / "repro" / slug(name))))
     print(f"surveying {len(ones)} of {len(names)} targets, {jobs} at a time; logs in {out / 'logs'}", file=sys.stderr,
           flush=True)
     seconds: dict[str, float] = {}

@@ -39,8 +39,15 @@ def row(name: str, package: str, version: str | None, report: dict | None, reaso
     return found | dict(verdict=report["verdict"], spec=report["target"]["spec"],
                         description=report["target"].get("description", ""), cells=cells(checks),
                         summary=report["summary"], findings=findings, dropped=report.get("dropped_claims", []),
-                        diagnosis=(report.get("diagnosis") or {}).get("verdict"),
-                        report={k: v for k, v in report.items() if k != "fingerprint"})
+                        diagnosis=(report.get("diagnosis") or {}).get("verdict"), report=_kept(report, root))
+
+
+def _kept(report: dict, root: Path) -> dict:
+    """The report as the survey keeps it: without the torch fingerprint (the survey's), its
+    reproducers' paths relative to `root`."""
+    checks = [dict(c, failure=dict(c["failure"], reproducer=_link(c["failure"].get("reproducer"), root)))
+              if c.get("failure") else c for c in report["checks"]]
+    return {k: v for k, v in report.items() if k != "fingerprint"} | {"checks": checks}
 
 
 def cells(checks: list[dict]) -> dict[str, str]:
@@ -144,7 +151,8 @@ def html(doc: dict) -> str:
     body = []
     for r in doc["rows"]:
         verdict_class = r["verdict"].replace(" ", "-").replace("skipped", "skipped-row")
-        tds = "".join(f'<td data-group="{g}" class="{r["cells"].get(g, "unusable").replace(" ", "-")}">'
+        empty = "skipped" if r["verdict"] == "skipped" else "unusable"
+        tds = "".join(f'<td data-group="{g}" class="{r["cells"].get(g, empty).replace(" ", "-")}">'
                       f'{e(r["cells"].get(g, "-"))}</td>' for g in groups)
         body.append(f'<tr data-package="{e(r["package"])}"><td><code>{e(r["target"])}</code></td>'
                     f'<td>{e(r["package"])} {e(r["version"] or "(not installed)")}</td><td>{e(r.get("spec", ""))}</td>'
@@ -164,7 +172,8 @@ def html(doc: dict) -> str:
 {e(doc['machine']['platform'])}, {e(doc['machine']['cpus'])} CPUs.</p>
 <p><b>{counts_line(counts)}.</b></p>
 <p><label>package <select id="pkg" onchange="filt()"><option value="">all</option>{options(packages)}</select></label>
-<label>check group <select id="grp" onchange="filt()"><option value="">all</option>{options(groups)}</select></label></p>
+<label>check group <select id="grp" onchange="filt()"><option value="">all</option>{options(groups)}</select>
+</label></p>
 <table><thead><tr><th>optimizer</th><th>package</th><th>spec</th><th>verdict</th>{head}</tr></thead>
 <tbody>{''.join(body)}</tbody></table>
 <h2>Findings</h2><ul>{''.join(findings)}</ul>
