@@ -11,11 +11,11 @@ from conformance import FEATURES, Implementation, TargetError, resolve
 from conformance.front.cli import main
 from conformance.registry import registered
 from conformance.vocabulary import DEFAULT_CLAIMS
-from tests.known import BUILTINS, CUDA_BUILTINS, SHARDED_BUILTINS
+from tests.known import BUILTINS, CUDA_BUILTINS, SHARDED_BUILTINS, THIRDPARTY
 
 
 def test_every_builtin_is_registered_through_the_entry_point_group():
-    assert sorted(registered()) == sorted(BUILTINS + CUDA_BUILTINS + SHARDED_BUILTINS)
+    assert sorted(registered()) == sorted(BUILTINS + CUDA_BUILTINS + SHARDED_BUILTINS + THIRDPARTY)
 
 
 @pytest.mark.parametrize("name", BUILTINS + CUDA_BUILTINS + SHARDED_BUILTINS)
@@ -131,7 +131,8 @@ def test_list_shows_every_implementation_with_claims_and_where_it_runs(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:4] == ["implementation", "spec", "runs", "here"]
     rows = {line.split()[0]: line for line in out[1:]}
-    assert sorted(rows) == sorted(BUILTINS + CUDA_BUILTINS + SHARDED_BUILTINS)
+    assert sorted(rows) == sorted(BUILTINS + CUDA_BUILTINS + SHARDED_BUILTINS + THIRDPARTY)
+    assert "cannot load" in rows["apex-fusedadam"] and "pip install 'apex'" in rows["apex-fusedadam"]
     assert "all features" in rows["eager"] and "declares" not in rows["eager"]
     assert "declares capturable" in rows["torch-capturable"] and "declares allocation_free" in rows["torch-fused"]
     assert "all but complex" in rows["torch-fused"]

@@ -14,6 +14,7 @@ from conformance import registry
 from conformance.front import compare
 from conformance.report import survey as table
 from impls.thirdparty import recipe
+from tests.known import THIRDPARTY
 from tests.test_certify import PLANTED, _env
 
 HERE = Path(__file__).parent
@@ -163,6 +164,10 @@ def _absent(name: str) -> bool:
 
 ADAPTERS = {name: value for name, value in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
             ["entry-points"]["adam_conformance.implementations"].items() if value.startswith("impls.thirdparty.")}
+
+
+def test_the_adapters_are_those_the_tests_know():
+    assert sorted(ADAPTERS) == sorted(THIRDPARTY)
 
 
 @pytest.mark.parametrize("name", sorted(ADAPTERS))
