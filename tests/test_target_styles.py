@@ -85,3 +85,25 @@ def test_a_keyword_an_open_signature_refuses_with_a_value_error_is_dropped_with_
     found = preflight.run(Target(impl, "adam", "cpu", PROFILES["quick"]))
     assert [n.feature for n in found.dropped] == ["amsgrad"]
     assert "ValueError: RefusesAmsgrad does not support amsgrad=True" in found.dropped[0].dropped()
+
+
+class RejectsValidDecay(torch.optim.Adam):
+    """Takes **kwargs and rejects a valid weight decay with a ValueError: a bug, not a refusal."""
+
+    def __init__(self, params, **kwargs):
+        if kwargs.get("weight_decay"):
+            raise ValueError(f"Invalid weight_decay value: {kwargs['weight_decay']}")
+        super().__init__(params, **kwargs)
+
+
+def test_a_value_error_on_a_valid_value_is_not_taken_for_a_refused_feature():
+    from conformance.registry import Implementation
+    from conformance.run import preflight
+    from conformance.run.target import Target
+    from conformance.vocabulary import PROFILES
+
+    impl = Implementation.from_callable("RejectsValidDecay", lambda params, **kw: RejectsValidDecay(params, **kw))
+    target = Target(impl, "adam", "cpu", PROFILES["quick"])
+    assert "weight_decay" not in [n.feature for n in preflight.run(target).dropped]
+    with pytest.raises(CheckFailure):
+        run_check(CATALOGUE["contract.accepts-valid"], preflight.run(target).apply(target))

@@ -382,12 +382,14 @@ def _open_keywords(target: Target) -> list[str]:
 
 def _keyword_refused(target: Target, keyword: str) -> Note | None:
     """A note if constructing with `keyword` raises an error that names it: not accepted (a
-    TypeError), or not supported (a ValueError or NotImplementedError: "does not support
-    amsgrad=True")."""
+    TypeError), or, for a switch (amsgrad=True, ...), not supported (a ValueError or
+    NotImplementedError: "does not support amsgrad=True"). A ValueError on a value torch
+    takes (weight_decay=0.1) is no refusal: contract.accepts-valid judges it."""
     value = KEYWORD_PROBES[keyword]
+    refusals = (TypeError, ValueError, NotImplementedError) if value is True else (TypeError,)
     try:
         _built(target, **_given(target.spec, target.impl.explicit, **{keyword: value}))
-    except (TypeError, ValueError, NotImplementedError) as e:
+    except refusals as e:
         if keyword in str(e):
             return Note(f"keyword {keyword}", keyword, f"{keyword}={value!r}", f"{type(e).__name__}: {e}")
     except Exception:
