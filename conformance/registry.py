@@ -26,7 +26,15 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 
-from conformance.vocabulary import BEHAVIOURS, DEFAULT_CLAIMS, DEVICES, FEATURES, KEYWORD_FEATURES, SPECS
+from conformance.vocabulary import (
+    BEHAVIOURS,
+    DEFAULT_CLAIMS,
+    DEVICES,
+    FEATURES,
+    KEYWORD_FEATURES,
+    SPECS,
+    STATE_PRECISIONS,
+)
 
 GROUP = "adam_conformance.implementations"
 #: Keywords every target must accept: without them it has no Adam constructor form.
@@ -92,10 +100,17 @@ class Implementation:
     #: For an adapter of another package (``impls/thirdparty/``): that distribution and the
     #: versions the adapter was written for, as a requirement (``bitsandbytes>=0.45,<0.51``).
     package: str = ""
+    #: A low-precision format the moments are stored in, from tensors of a size on
+    #: (`vocabulary.STATE_PRECISIONS`): parity allows what the format implies there, and
+    #: judges everything else exactly. None: full-precision state, as torch's.
+    state_precision: str | None = None
 
     def __post_init__(self):
         if self.spec not in SPECS:
             raise ValueError(f"spec must be one of {SPECS}, not {self.spec!r}")
+        if self.state_precision is not None and self.state_precision not in STATE_PRECISIONS:
+            raise ValueError(f"state_precision must be one of {STATE_PRECISIONS} or None, "
+                             f"not {self.state_precision!r}")
         unknown = set(self.claims) - set(FEATURES)
         if unknown:
             raise ValueError(f"unknown features {sorted(unknown)}; known: {FEATURES}")

@@ -62,6 +62,9 @@ TORCH_DEFAULTS = {
                  decoupled_weight_decay=False),
     "adamw": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False),
 }
+#: The low-precision state formats an implementation may declare (``state_precision``):
+#: its moments are then judged within what the format allows (`conformance.truth.precision`).
+STATE_PRECISIONS = ("8bit-dynamic", "fp8-e4m3")
 #: Optimizer state tensors of each parameter (beside ``step``), as torch names them.
 STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 

@@ -118,7 +118,8 @@ def target_of(cls, profile: str, device: str = "cpu") -> Target:
         impl = cuda_mutants.implementation(cls)
     else:
         impl = Implementation.from_callable(cls.__name__, mutants.factory(cls), spec=mutants.spec_of(cls),
-                                            description=(cls.__doc__ or "").strip())
+                                            description=(cls.__doc__ or "").strip(),
+                                            state_precision=getattr(cls, "STATE_PRECISION", None))
     target = Target(impl, impl.spec, device, PROFILES[profile])
     return preflight.run(target).apply(target)
 

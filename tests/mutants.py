@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 import torch
 
+from conformance.truth import precision
 from impls.base import AdamBase, GroupStep, Hyper, adamw, hyper
 
 
@@ -809,6 +811,45 @@ class Float32InsideEpsBeforeBiasCorrection(_ComputedIn):
     def denominator(self, hp, second, t):
         return (second.sqrt() + hp.eps) / math.sqrt(1 - hp.beta2**t)
 
+def _stored_blockwise(x, codes, block: int = 256) -> None:
+    """Round `x` in place as a blockwise format stores it: each block of `block` elements
+    scaled to its largest |value|, each element to the nearest of `codes` (sorted, in [-1, 1])."""
+    flat = x.reshape(-1).double()
+    blocks = torch.nn.functional.pad(flat, (0, -flat.numel() % block)).view(-1, block)
+    scale = blocks.abs().amax(1, keepdim=True).clamp_min(1e-12)
+    table = torch.tensor(codes, dtype=torch.float64)
+    rounded = table[torch.bucketize(blocks / scale, (table[1:] + table[:-1]) / 2)] * scale
+    x.copy_(rounded.view(-1)[:flat.numel()].view(x.shape))
+
+
+class Blockwise8bitState(Textbook):
+    """stores m and v of tensors of 4096+ elements as 8-bit blockwise dynamic codes, as bitsandbytes'
+    and torchao's 8-bit Adams do, and declares it (correct within its declared 8-bit state)."""
+
+    STATE_PRECISION = "8bit-dynamic"
+    CODES = (precision.dynamic_map(signed=True), precision.dynamic_map(signed=False))
+    FROM = 4096
+
+    def moments(self, hp, g, m, v):
+        super().moments(hp, g, m, v)
+        if m.numel() >= self.FROM and m.dtype in (torch.float32, torch.float64):  # low-precision params: torch's
+            _stored_blockwise(m, self.CODES[0])
+            _stored_blockwise(v, self.CODES[1])
+
+
+class LinearCodesDeclaredDynamic(Blockwise8bitState):
+    """8-bit state on a linear map (absmax quantization, 256 equal steps) while declaring the dynamic
+    map: small moments lose their relative precision (bitsandbytes' "linear" map passed where "dynamic" was meant)."""
+
+    CODES = (tuple(np.linspace(-1, 1, 255)), tuple(np.linspace(0, 1, 256)))
+
+
+class QuantizesBelowDeclaredSize(Blockwise8bitState):
+    """8-bit state for tensors of every size, though it declares full precision below 4096 elements
+    (torchao's and bitsandbytes' size threshold dropped)."""
+
+    FROM = 1
+
 
 ADAMW_MUTANTS = {CoupledDecay, DecayNotScaledByLr, DecayAfterUpdate, DecayAppliedTwice}
 
@@ -827,7 +868,8 @@ MUTANTS = [
     HalfPathNoBiasCorrection, Bfloat16PathNoBiasCorrection, Float64PathNoBiasCorrection, ZeroDimPathNoBiasCorrection,
     NonContiguousParamNotUpdated, GroupsShareFirstGroupsHyperparameters, LateGroupCountsGlobalSteps, RejectsZeroLr,
     Float32InsideEpsBeforeBiasCorrection, StoresBiasCorrectedMoments, ClosureCalledTwice, ClosureUnderNoGrad,
-    StepInFloat16, StepAsPythonInt, DefaultDecayOfAdamW, BiasCorrectionDroppedLate,
+    StepInFloat16, StepAsPythonInt, DefaultDecayOfAdamW, BiasCorrectionDroppedLate, LinearCodesDeclaredDynamic,
+    QuantizesBelowDeclaredSize,
 ]
 
 
@@ -906,7 +948,7 @@ class Float32StateForLowPrecision(Textbook):
 
 
 CORRECT = [Textbook, Float64Inside, RearrangedAlgebra, ChunkedLoop, MomentsByMulAdd, SecondMomentByLerp,
-           Float32StateForLowPrecision]
+           Float32StateForLowPrecision, Blockwise8bitState]
 
 
 def spec_of(cls) -> str:

@@ -12,6 +12,7 @@ import tomllib
 
 from conformance import registry
 from conformance.front import compare
+from conformance.front.certify import Times
 from conformance.report import survey as table
 from impls.thirdparty import recipe
 from tests.known import THIRDPARTY
@@ -57,7 +58,7 @@ def _survey(rows, torch="2.13.0"):
 
 def _row(name, verdict="conformant", cells=None, version="1.0", package="pkg"):
     report = {"checks": [], "target": {"spec": "adamw"}, "summary": {}, "verdict": verdict}
-    found = table.row(name, package, version, report, None, None, 1.0, Path("."))
+    found = table.row(name, package, version, report, None, None, Times(0.2, 1.0), Path("."))
     return found | {"cells": cells or {"parity": "passed", "contract": "passed"}}
 
 
@@ -114,7 +115,7 @@ def test_the_survey_command_writes_a_row_per_target_whatever_becomes_of_each(tmp
     assert rows["apex-fusedadam"]["reason"].startswith("runs on cuda only")
     md = (out / "survey.md").read_text()
     table_lines = [line for line in md.splitlines() if line.startswith("| `")]
-    assert len(table_lines) == 6 and all(line.count("|") == 10 for line in table_lines)
+    assert len(table_lines) == 6 and all(line.count("|") == 11 for line in table_lines)
     assert "not | a | table" not in md and "\x1b" not in md
     planted = rows["planted:NoBiasCorrectionAdam"]
     assert planted["cells"]["parity"] == "failed" and planted["findings"]
@@ -131,6 +132,16 @@ def test_the_survey_command_writes_a_row_per_target_whatever_becomes_of_each(tmp
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--disable-quic"]
+
+
+def test_a_row_says_its_declared_state_and_its_set_up_time():
+    row = _row("pkg-adamw8bit") | {"seconds": 71.0, "setup_seconds": 42.0}
+    row["report"] = {"target": {"spec": "adamw", "state_precision": "8bit-dynamic"}}
+    quick = _row("pkg-adamw") | {"seconds": 12.0, "setup_seconds": 1.0}
+    text = table.markdown(_survey([row, quick]))
+    assert "| `pkg-adamw8bit` | pkg 1.0 | adamw | CONFORMANT (declared 8-bit state) |" in text
+    assert text.count("| 71 (set-up 42) |") == 1 and "| 12 |" in text
+    assert "CONFORMANT (declared 8-bit state)" in table.html(_survey([row]))
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install chromium)")

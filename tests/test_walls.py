@@ -136,4 +136,5 @@ def test_the_report_schema_speaks_the_vocabulary():
     assert schema["$defs"]["severity"]["enum"] == list(vocabulary.SEVERITIES)
     assert schema["properties"]["profile"]["enum"] == list(vocabulary.PROFILES)
     assert schema["properties"]["target"]["properties"]["spec"]["enum"] == list(vocabulary.SPECS)
+    assert schema["properties"]["target"]["properties"]["state_precision"]["enum"] == list(vocabulary.STATE_PRECISIONS)
     assert schema["properties"]["environment"]["properties"]["device"]["enum"] == list(vocabulary.DEVICES)

@@ -322,14 +322,16 @@ def _values(rs: np.random.RandomState, shape, dtype: str, scale: float = 1.0) ->
 
 def cases(*, spec: str = "adam", claims=FEATURES, max_params: int = 4, max_steps: int = 8, max_groups: int = 3,
           max_numel: int = 1024, large: bool = True, non_finite: bool = False, events: bool = True,
-          late_joins: bool = True, avoid=(), plan: Plan = FREE, resume: bool = False) -> st.SearchStrategy[Case]:
+          late_joins: bool = True, avoid=(), plan: Plan = FREE, resume: bool = False,
+          big: int = 0) -> st.SearchStrategy[Case]:
     """Whole Cases for `spec` within `claims`, off the edges in `avoid`, taking the branches
     `plan` forces; with `resume`, runs resumed from a state_dict saved late in training
-    (`RESUMED_AT`). See the module docstring for the bounds. Raises InvalidArgument, naming
-    the argument, for arguments no Case can satisfy."""
+    (`RESUMED_AT`); with `big`, a first parameter of at least that many elements (`big_shape`).
+    See the module docstring for the bounds. Raises InvalidArgument, naming the argument,
+    for arguments no Case can satisfy."""
     _check_arguments(spec, claims, max_params, max_steps, max_groups, max_numel, avoid, plan)
     strategy = _cases(spec, frozenset(claims), max_params, max_steps, max_groups, max_numel, large, non_finite,
-                      events, late_joins and not resume, frozenset(avoid), plan)
+                      events, late_joins and not resume, frozenset(avoid), plan, big)
     return strategy.flatmap(resumed) if resume else strategy
 
 
@@ -403,11 +405,12 @@ def _check_arguments(spec, claims, max_params, max_steps, max_groups, max_numel,
 
 @st.composite
 def _cases(draw, spec, claims, max_params, max_steps, max_groups, max_numel, large, non_finite, events, late_joins,
-           avoid, plan) -> Case:
+           avoid, plan, big=0) -> Case:
     n_params = draw(st.integers(1, max_params))
     if plan.groups or plan.late_group:
         n_params = max(n_params, 2)
-    params = [_param(draw, claims, max_numel, large, plan, forced=i == 0) for i in range(n_params)]
+    params = [_param(draw, claims, max_numel, large, plan, forced=i == 0, big=big if i == 0 else 0)
+              for i in range(n_params)]
     for extra, shape in (("zero_dim", ()), ("empty", (0,))):
         if getattr(plan, extra) and extra in claims:
             dtype = draw(dtypes(claims))
@@ -442,12 +445,24 @@ def ladders(draw, *, spec: str = "adam", claims=FEATURES, max_steps: int = 8, ma
 PLANNED_SHAPES = {0: [(7,), (3, 5)], 1: [(7,), (3, 5)], 2: [(3, 5), (5, 3)], 4: [(2, 3, 1, 5), (3, 2, 5, 1)]}
 
 
-def _param(draw, claims, max_numel, large, plan: Plan, forced: bool) -> Param:
-    """One parameter; parameter 0 (`forced`) takes the plan's dtype and layouts."""
+def big_shape(big: int, dims: int) -> tuple[int, ...]:
+    """A shape of `dims` (1, 2 or 4) sides, each over 1, of at least `big` elements and a
+    multiple of 256 (the block size of blockwise state formats, which some apply only to whole
+    blocks): (4096,), (64, 64) and (8, 8, 8, 8) for 4096."""
+    side = -(-int(math.ceil(big ** (1 / dims))) // 4) * 4
+    return (side,) * dims if dims > 1 else (-(-big // 256) * 256,)
+
+
+def _param(draw, claims, max_numel, large, plan: Plan, forced: bool, big: int = 0) -> Param:
+    """One parameter; parameter 0 (`forced`) takes the plan's dtype and layouts, and has at
+    least `big` elements."""
     chosen = plan if forced else FREE
     dtype = chosen.dtype or draw(dtypes(claims))
     wanted = [LAYOUT_DIMS[x] for x in (chosen.layout, chosen.grad_layout) if x]
-    if wanted:
+    if big:
+        fits = [d for d in (1, 2, 4) if d >= max(wanted, default=0)]
+        shape = big_shape(big, draw(st.sampled_from(fits[:2])))
+    elif wanted:
         shape = draw(st.sampled_from(PLANNED_SHAPES[max(wanted)]))
     else:
         floor = 0 if "zero_dim" in claims and plan.zero_dim is not False else 1

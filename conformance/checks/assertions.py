@@ -42,17 +42,18 @@ def within_budget(target: Target, case: Case, truth: Trace | None = None) -> Par
     trace, refs = run_against_torch(target, case)
     if refs[0].error:
         return None
-    truth = truth or oracle.run(case)
-    parity = budget.judge(trace, refs, truth, case)
+    truth, allowance = truth or oracle.run(case), target.allowance(case)
+    parity = budget.judge(trace, refs, truth, case, allowance=allowance)
     if not parity.passed:
-        raise _parity_failure(parity, trace, refs, truth, case)
+        raise _parity_failure(parity, trace, refs, truth, case, allowance)
     return parity
 
 
-def _parity_failure(parity: Parity, trace: Trace, refs: list[Trace], truth: Trace, case: Case) -> CheckFailure:
+def _parity_failure(parity: Parity, trace: Trace, refs: list[Trace], truth: Trace, case: Case,
+                    allowance: Trace | None) -> CheckFailure:
     """The failure of an over-budget run, led by what matters most: a wrong parameter
     (one never updated says so), else the state alone, with what it may hold instead."""
-    params = budget.judge(trace, refs, truth, case, state=False)
+    params = budget.judge(trace, refs, truth, case, state=False, allowance=allowance)
     if not params.passed:
         frozen = [i for i in range(len(case.params)) if _never_updated(trace, truth, case, i)]
         note = "".join(f"; param {i} was never updated: it keeps its initial values at every step, where the "
@@ -120,11 +121,13 @@ def holds(target: Target, evidence: Evidence, prop: Callable[..., Parity | None]
         raise
 
 
-def assert_same_trajectory(a: Trace, b: Trace, case: Case, what: str, cases: Sequence[Case]) -> None:
-    """`a` and `b` (two runs of the target that did not raise) agree within INVARIANT_TOLERANCE per step."""
+def assert_same_trajectory(a: Trace, b: Trace, case: Case, what: str, cases: Sequence[Case],
+                           allowance: Trace | None = None) -> None:
+    """`a` and `b` (two runs of the target that did not raise) agree within INVARIANT_TOLERANCE
+    per step, beyond what a declared state format lets the two be apart (`allowance`)."""
     allowed = INVARIANT_TOLERANCE * max(1, len(case.steps))
     for state in (False, True):  # the parameters first: a wrong parameter is the more severe finding
-        error, deviations = budget.distance(a, b, case, state=state)
+        error, deviations = budget.distance(a, b, case, state=state, allowance=allowance)
         severity = "state" if state else "parameters"
         if deviations:
             raise CheckFailure(f"{what}: {deviations} element(s) NaN or inf in one run and not the other", cases,

@@ -12,10 +12,12 @@ from conformance.vocabulary import SEVERITIES
 @check(
     "parity.trajectory",
     "Every parameter and state tensor follows the oracle's trajectory, for the target's spec, "
-    "within the error budget set by torch's single-tensor path.",
+    "within the error budget set by torch's single-tensor path. A target that declares a low-precision "
+    "state is drawn a first parameter large enough to be stored in it, and allowed what its format implies.",
 )
 def trajectory(target: Target, evidence: Evidence, data) -> None:
-    holds(target, evidence, within_budget, data.draw(target.cases(), label="case"))
+    big = target.precision.from_elements if target.precision else 0
+    holds(target, evidence, within_budget, data.draw(target.cases(big=big), label="case"))
 
 
 @check(

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import typing
 from pathlib import Path
 
 import pytest
@@ -246,35 +247,46 @@ def slug(name: str) -> str:
     return name.replace(":", "-").replace("/", "-")
 
 
-def _shown(k: int, n: int, name: str, ended: subprocess.CompletedProcess) -> None:
+def _shown(k: int, n: int, name: str, ended: subprocess.CompletedProcess, _times: Times) -> None:
     """A job's output, whole, as it ends."""
     print(f"== [{k}/{n}] {name} ==\n{ended.stdout}", end="", flush=True)
     print(ended.stderr, end="", file=sys.stderr, flush=True)
     print(flush=True)
 
 
+class Times(typing.NamedTuple):
+    """A job's seconds: its set-up (resolving the target and the preflight, which builds the
+    optimizer once: a package's import and JIT builds are paid there) and in all."""
+
+    setup: float
+    total: float
+
+
 def in_jobs(ones: list[Options], jobs: int, ended=_shown) -> dict[str, int]:
     """Each of `ones` certified by a process of its own (forked: torch is not imported again),
-    `jobs` at a time; ``ended(k, n, name, completed)`` told as each ends (by default its output
-    is printed whole). The fingerprint is measured first, so the jobs read it cached; each
+    `jobs` at a time; ``ended(k, n, name, completed, times)`` told as each ends (by default its
+    output is printed whole). The fingerprint is measured first, so the jobs read it cached; each
     preflight is forked from here, not from the job. Exit codes by name (2: unusable)."""
     fingerprint(progress=lambda line: print(line, flush=True))
 
-    def job(one: Options) -> subprocess.CompletedProcess:
+    def job(one: Options) -> tuple[subprocess.CompletedProcess, Times]:
+        start = time.monotonic()
         try:
             target = build_target(one.target, spec=one.spec, profile=one.profile, device=one.device,
                                   without=one.without, world_size=one.world_size)
             found = isolation.preflight(one.target, target, one.without, one.spec)
         except TargetError as e:
-            return subprocess.CompletedProcess(one.target, 2, "", f"adam-conformance: error: {e}\n")
-        return forked.run(_certify_one, (one, found))
+            took = time.monotonic() - start
+            return subprocess.CompletedProcess(one.target, 2, "", f"adam-conformance: error: {e}\n"), Times(took, took)
+        setup = time.monotonic() - start
+        return forked.run(_certify_one, (one, found)), Times(setup, time.monotonic() - start)
 
     codes = {}
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         running = {pool.submit(job, one): one.target for one in ones}
         for k, done in enumerate(concurrent.futures.as_completed(running), start=1):
-            name, completed = running[done], done.result()
-            ended(k, len(ones), name, completed)
+            name, (completed, times) = running[done], done.result()
+            ended(k, len(ones), name, completed, times)
             codes[name] = completed.returncode if completed.returncode in (0, 1) else 2
     return codes
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from conformance import registry
-from conformance.front.certify import Options, distinct, in_jobs, slug
+from conformance.front.certify import Options, Times, distinct, in_jobs, slug
 from conformance.front.options import writable_dir
 from conformance.report import survey as table
 
@@ -54,26 +54,27 @@ def run(targets: list[str], out: Path, profile: str, device: str, jobs: int, wor
         if device not in impl.devices:
             why = f"runs on {', '.join(impl.devices)} only" + (f"; {why}" if why else "")
         if why:
-            rows[name] = table.row(name, _package(name, impl), impl.package_version(), None, why, None, 0, out,
-                                   verdict="skipped")
+            rows[name] = table.row(name, _package(name, impl), impl.package_version(), None, why, None, Times(0, 0),
+                                   out, verdict="skipped")
             continue
         ones.append(Options(target=name, profile=profile, device=device, workers=workers,
                             json=str(out / "reports" / f"{slug(name)}.json"),
                             repro_dir=str(out / "repro" / slug(name))))
     print(f"surveying {len(ones)} of {len(names)} targets, {jobs} at a time; logs in {out / 'logs'}", file=sys.stderr,
           flush=True)
-    seconds: dict[str, float] = {}
+    times: dict[str, Times] = {}
     last_words: dict[str, str] = {}
 
-    def ended(k: int, n: int, name: str, completed) -> None:
+    def ended(k: int, n: int, name: str, completed, took: Times) -> None:
         (out / "logs" / f"{slug(name)}.txt").write_text(completed.stdout + completed.stderr)
-        seconds[name] = time.monotonic() - clock
+        times[name] = took
         lines = completed.stderr.strip().splitlines()
         last_words[name] = lines[-1].removeprefix("adam-conformance: error: ") if lines else \
             f"its process ended with exit code {completed.returncode}"
         said = {0: "CONFORMANT", 1: "NOT CONFORMANT"}.get(completed.returncode, "unusable")
         elapsed = time.monotonic() - clock
-        print(f"[{k}/{n}] {name}: {said}; {_clock(elapsed)} elapsed, about {_clock(elapsed / k * (n - k))} left",
+        print(f"[{k}/{n}] {name}: {said} in {took.total:.0f} s (set-up {took.setup:.0f} s); {_clock(elapsed)} "
+              f"elapsed, about {_clock(elapsed / k * (n - k))} left",
               file=sys.stderr, flush=True)
 
     codes = in_jobs(ones, jobs, ended) if ones else {}
@@ -82,7 +83,7 @@ def run(targets: list[str], out: Path, profile: str, device: str, jobs: int, wor
         report = json.loads(report_path.read_text()) if codes[one.target] < 2 and report_path.exists() else None
         rows[one.target] = table.row(one.target, _package(one.target, impl), impl.package_version(), report,
                                      None if report else last_words[one.target], impl.package_warning(),
-                                     seconds[one.target], out)
+                                     times[one.target], out)
     ordered = [rows[name] for name in names]
     environment = next((r["report"]["environment"] for r in ordered if r["report"]), {})
     doc = table.document(ordered, environment, started, time.monotonic() - clock, profile)

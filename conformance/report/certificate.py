@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conformance.truth.precision import PRECISIONS
 from conformance.vocabulary import FEATURES, SEVERITIES, torch_class_name
 
 #: The JSON Schema every report validates against.
@@ -39,7 +40,8 @@ def document(target, header: list[str], seed: int, results, duration: float, dia
         suite=dict(name="adam-conformance", version=version("adam-conformance")),
         target=dict(name=target.impl.name, description=target.impl.description, spec=target.spec,
                     claims=sorted(target.claims), not_claimed=[f for f in FEATURES if f not in target.claims],
-                    devices=list(target.impl.devices)),
+                    devices=list(target.impl.devices))
+        | ({"state_precision": target.impl.state_precision} if target.impl.state_precision else {}),
         environment=environment(target),
         header=header,
         profile=target.profile.name,
@@ -151,6 +153,8 @@ def verdict_line(doc: dict) -> str:
     if doc["verdict"] != "conformant":
         return f"NOT CONFORMANT: {t['name']} is not {reference} ({counts})"
     without = f" (without {', '.join(refused)}: refused by the target)" if refused else ""
+    if t.get("state_precision"):
+        without = f" within its declared {PRECISIONS[t['state_precision']].label} state{without}"
     if skipped:
         return (f"CONFORMANT{without} except skipped: {', '.join(skipped)}: {t['name']} behaves like {reference} "
                 f"on every other check it claims ({counts})")

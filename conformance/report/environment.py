@@ -62,6 +62,8 @@ def describe_environment(target: Target, seed: int, preflight=None, skipped=()) 
            if preflight and preflight.probed else ""),
         f"spec {target.spec} ({torch_class_name(target.spec)}), device {device}"
         + (f", {env['world_size']} process(es) over {env['backend']}" if "world_size" in env else ""),
+        *([f"declares {target.precision}: parity allows what it implies there; everything else is judged "
+           "exactly"] if target.precision else []),
         f"torch {env['torch']}, python {env['python']}, numpy {env['numpy']}, hypothesis {env['hypothesis']}"
         + (f", triton {env['triton']}" if "triton" in env else ""),
         f"profile {target.profile.name} ({target.profile.examples} examples per check, after the covering ones), "

@@ -14,6 +14,8 @@ import os
 import platform
 from pathlib import Path
 
+from conformance.truth.precision import PRECISIONS
+
 SCHEMA = "adam-conformance-survey"
 VERSION = 1
 #: The check groups, in the table's order (a check id is ``group.name``).
@@ -23,12 +25,14 @@ CELLS = ("failed", "passed", "skipped", "not claimed")
 
 
 def row(name: str, package: str, version: str | None, report: dict | None, reason: str | None,
-        warning: str | None, seconds: float, root: Path, verdict: str = "unusable") -> dict:
+        warning: str | None, times, root: Path, verdict: str = "unusable") -> dict:
     """One target's row: its cells by group, its findings (reproducers relative to `root`), and
     where it came from. The report is kept whole but for the torch fingerprint (the survey's).
     Without a report, the row's `verdict` (``unusable``: certify could not run it; ``skipped``:
-    not run here, its package absent or its device not this one) and why."""
-    found = dict(target=name, package=package, version=version, warning=warning, seconds=round(seconds, 1))
+    not run here, its package absent or its device not this one) and why. `times`: its
+    seconds in all and in set-up (`front.certify.Times`: a package's import and JIT builds)."""
+    found = dict(target=name, package=package, version=version, warning=warning, seconds=round(times.total, 1),
+                 setup_seconds=round(times.setup, 1))
     if report is None:
         return found | dict(verdict=verdict, reason=reason, cells={}, findings=[], report=None)
     checks = report["checks"]
@@ -85,7 +89,17 @@ def _link(path: str | None, root: Path) -> str:
 
 
 def _verdict(r: dict) -> str:
-    return f"{r['verdict']}: {r['reason']}" if r["report"] is None else r["verdict"].upper()
+    """The verdict as the table says it, with the declared state precision it was judged within."""
+    if r["report"] is None:
+        return f"{r['verdict']}: {r['reason']}"
+    declared = r["report"]["target"].get("state_precision")
+    return r["verdict"].upper() + (f" (declared {PRECISIONS[declared].label} state)" if declared else "")
+
+
+def _seconds(r: dict) -> str:
+    """'71 (set-up 42)': a row's seconds in all, and in set-up where that was a large part (a JIT build)."""
+    total, setup = r.get("seconds", 0), r.get("setup_seconds", 0)
+    return f"{total:.0f}" + (f" (set-up {setup:.0f})" if setup >= 10 else "")
 
 
 def counts_line(counts: dict) -> str:
@@ -101,12 +115,12 @@ def markdown(doc: dict) -> str:
              f"{doc['date']}, profile {doc['profile']}, {doc['seconds']} s; torch {env.get('torch')}, "
              f"python {env.get('python')}; {doc['machine']['platform']}, {doc['machine']['cpus']} CPUs.", "",
              f"**{counts_line(counts)}.**", "",
-             "| optimizer | package | spec | verdict | " + " | ".join(doc["groups"]) + " |",
-             "|---|---|---|---|" + "---|" * len(doc["groups"])]
+             "| optimizer | package | spec | verdict | " + " | ".join(doc["groups"]) + " | seconds |",
+             "|---|---|---|---|" + "---|" * len(doc["groups"]) + "---|"]
     for r in doc["rows"]:
         version = f"{r['package']} {r['version'] or '(not installed)'}"
         lines.append(f"| `{r['target']}` | {version} | {r.get('spec', '')} | {_verdict(r)} | "
-                     + " | ".join(r["cells"].get(g, "") for g in doc["groups"]) + " |")
+                     + " | ".join(r["cells"].get(g, "") for g in doc["groups"]) + f" | {_seconds(r)} |")
     lines += ["", "## Findings", ""]
     for r in doc["rows"]:
         if not r["findings"] and not r.get("warning"):
@@ -156,7 +170,7 @@ def html(doc: dict) -> str:
                       f'{e(r["cells"].get(g, "-"))}</td>' for g in groups)
         body.append(f'<tr data-package="{e(r["package"])}"><td><code>{e(r["target"])}</code></td>'
                     f'<td>{e(r["package"])} {e(r["version"] or "(not installed)")}</td><td>{e(r.get("spec", ""))}</td>'
-                    f'<td class="{verdict_class}">{e(_verdict(r))}</td>{tds}</tr>')
+                    f'<td class="{verdict_class}">{e(_verdict(r))}</td>{tds}<td>{e(_seconds(r))}</td></tr>')
     findings = []
     for r in doc["rows"]:
         for f in r["findings"]:
@@ -174,7 +188,7 @@ def html(doc: dict) -> str:
 <p><label>package <select id="pkg" onchange="filt()"><option value="">all</option>{options(packages)}</select></label>
 <label>check group <select id="grp" onchange="filt()"><option value="">all</option>{options(groups)}</select>
 </label></p>
-<table><thead><tr><th>optimizer</th><th>package</th><th>spec</th><th>verdict</th>{head}</tr></thead>
+<table><thead><tr><th>optimizer</th><th>package</th><th>spec</th><th>verdict</th>{head}<th>seconds</th></tr></thead>
 <tbody>{''.join(body)}</tbody></table>
 <h2>Findings</h2><ul>{''.join(findings)}</ul>
 <script>{_SCRIPT}</script></body></html>

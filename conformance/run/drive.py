@@ -61,7 +61,10 @@ def make_tensor(values, dtype: str, layout: str, device) -> torch.Tensor:
 
 
 def snapshot(t: torch.Tensor) -> torch.Tensor:
-    """A float64 / complex128 CPU copy of `t`."""
+    """A float64 / complex128 CPU copy of `t`; of the value it stands for, where `t` is a tensor
+    subclass that stores another form (torchao's quantized states: through ``dequantize()``)."""
+    if type(t) is not torch.Tensor and callable(getattr(t, "dequantize", None)):
+        t = t.dequantize()
     wide = torch.complex128 if t.is_complex() else torch.float64
     return t.detach().to("cpu", wide, copy=True)
 

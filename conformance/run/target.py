@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 from hypothesis import strategies as st
 
 from conformance.cases import strategies
@@ -12,7 +13,8 @@ from conformance.cases.case import Case
 from conformance.cases.trace import Trace
 from conformance.registry import Implementation
 from conformance.run import distributed, reference, runner, torch_features
-from conformance.truth import budget
+from conformance.truth import budget, oracle
+from conformance.truth.precision import PRECISIONS, StatePrecision
 from conformance.vocabulary import EDGES, PROFILES, Profile
 
 
@@ -72,6 +74,24 @@ class Target:
         if self.impl.sharding is not None:
             return distributed.run(self.impl, case, self.device, self.world_size)
         return runner.run(self.impl, case, self.device)
+
+    @property
+    def precision(self) -> StatePrecision | None:
+        """The low-precision state format the target declares (None: full precision, as torch)."""
+        return PRECISIONS.get(self.impl.state_precision)
+
+    def allowance(self, case: Case, runs: int = 1) -> Trace | None:
+        """How far `runs` runs of `case` may be from the truth (2: from each other) by the
+        target's declared state format, element by element (`oracle.allowance`); None where
+        it declares none or no tensor of `case` is large enough to be stored in it."""
+        if self.precision is None or all(p.init.size < self.precision.from_elements for p in case.params):
+            return None
+        bounds = oracle.allowance(case, self.precision)
+        if runs == 1:
+            return bounds
+        with np.errstate(invalid="ignore", over="ignore"):
+            return dataclasses.replace(bounds, params=tuple(runs * x for x in bounds.params),
+                                       state=tuple({k: runs * x for k, x in s.items()} for s in bounds.state))
 
     def torch(self) -> Target:
         """torch's path in the target's place: the one that sets its budget (`reference.yardstick`)."""

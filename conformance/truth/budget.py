@@ -46,6 +46,11 @@ is the infinity that dtype holds (`held`): a float16 parameter cannot hold 1.4e7
 Non-finite values must match the oracle's pattern (NaN where NaN, the same infinities);
 where torch itself deviates from that pattern the implementation may follow either, and
 those elements are counted, not compared.
+A target that declares a low-precision state (`conformance.truth.precision`: 8-bit or fp8
+moments, stored in blocks) may be further from the oracle by what its format implies, a
+bound per element carried through Adam's recursion (`oracle.allowance`): its distance less
+that bound is judged as above, at the scale of the values that may flow there (|o| plus the
+bound). Tensors too small to be stored in the format get no allowance, nor does torch.
 One deviation is accepted in the moments (exp_avg, exp_avg_sq, max_exp_avg_sq) though
 torch's path may not show it: NaN where the exact value is ±inf. A moving average has
 two textbook forms, β·x + (1-β)·y and the lerp x + (1-β)(y - x); they agree on every
@@ -126,14 +131,17 @@ def _moved(p, ulps: np.ndarray) -> np.ndarray:
     return dtypes.round_to(p.init + ulps * dtypes.ulp(p.init, p.dtype), p.dtype)
 
 
-def judge(impl: Trace, references: list[Trace], oracle: Trace, case: Case, state: bool = True) -> Parity:
+def judge(impl: Trace, references: list[Trace], oracle: Trace, case: Case, state: bool = True,
+          allowance: Trace | None = None) -> Parity:
     """Compare `impl` with the oracle within the budget set by torch's runs of
-    `reference_cases`: every parameter and (unless `state` is False) every state tensor."""
+    `reference_cases`: every parameter and (unless `state` is False) every state tensor.
+    `allowance` (`oracle.allowance` of a declared state precision) is taken off the
+    implementation's distance, element by element, before it is judged."""
     for trace in (impl, *references):
         if trace.error:
             raise ValueError(f"cannot judge a run that stopped: {trace.error}")
     worst, worst_impl, worst_torch, deviations = (0.0, 0.0, 0.0, FLOOR, "nothing recorded"), 0.0, 0.0, 0
-    for series in _series(impl, references, oracle, case, state):
+    for series in _series(impl, references, oracle, case, state, allowance):
         torch_so_far = 0.0
         for where, e_impl, e_torch, dev in series:
             deviations += dev
@@ -146,15 +154,18 @@ def judge(impl: Trace, references: list[Trace], oracle: Trace, case: Case, state
     return Parity(ratio <= 1.0, e_impl, e_torch, budget, where, worst_impl, worst_torch, deviations)
 
 
-def distance(trace: Trace, oracle: Trace, case: Case, state: bool = True) -> tuple[float, int]:
-    """(largest error of `trace` from the oracle in eps at scale, elements whose non-finite
-    pattern differs from the oracle's, which are not compared), over the parameters and,
-    unless `state` is False, the state tensors."""
-    errors = [(e, dev) for series in _series(trace, [trace], oracle, case, state) for _, e, _, dev in series]
+def distance(trace: Trace, oracle: Trace, case: Case, state: bool = True,
+             allowance: Trace | None = None) -> tuple[float, int]:
+    """(largest error of `trace` from the oracle in eps at scale, less `allowance` as in `judge`;
+    elements whose non-finite pattern differs from the oracle's, which are not compared), over
+    the parameters and, unless `state` is False, the state tensors."""
+    errors = [(e, dev) for series in _series(trace, [trace], oracle, case, state, allowance)
+              for _, e, _, dev in series]
     return max((e for e, _ in errors), default=0.0), sum(dev for _, dev in errors)
 
 
-def _series(impl: Trace, references: list[Trace], oracle: Trace, case: Case, state: bool = True):
+def _series(impl: Trace, references: list[Trace], oracle: Trace, case: Case, state: bool = True,
+            allowance: Trace | None = None):
     """Per tensor, a list of (where, impl error, torch error, torch deviations) per recorded step."""
     index = {t: k for k, t in enumerate(oracle.steps)}
     for i, p in enumerate(case.params):
@@ -166,8 +177,10 @@ def _series(impl: Trace, references: list[Trace], oracle: Trace, case: Case, sta
                 continue
             scale = _rms(o)
             moment = key not in ("param", "step")
+            slack = None if allowance is None else _tensor(allowance, i, key)
             yield [(f"param {i} {key} after step {t}",
-                    *tensor_error(x[k], [r[k] for r in refs], o[index[t]], p.dtype, scale, moment))
+                    *tensor_error(x[k], [r[k] for r in refs], o[index[t]], p.dtype, scale, moment,
+                                  None if slack is None else slack[index[t]]))
                    for k, t in enumerate(impl.steps) if t in index]
 
 
@@ -176,14 +189,24 @@ def _tensor(trace: Trace, i: int, key: str) -> np.ndarray | None:
 
 
 def tensor_error(x: np.ndarray, refs: list[np.ndarray], o: np.ndarray, dtype: str, scale: float,
-                 moment: bool = False) -> tuple[float, float, int]:
+                 moment: bool = False, slack: np.ndarray | None = None) -> tuple[float, float, int]:
     """(implementation error, largest torch error, torch deviations) of one tensor snapshot.
 
     `refs` are torch's values in its reference runs, `scale` the tensor's typical
     magnitude (`_rms` of its oracle trajectory). A `moment` may be NaN where the oracle
-    has ±inf (the lerp form of its moving average; see the module docstring).
+    has ±inf (the lerp form of its moving average; see the module docstring). `slack` is
+    taken off the implementation's distance per element, whose rounding is then measured at
+    the scale of |o| + slack, the values that may flow there; where it is not finite (or
+    would not be in the dtype), the element is not compared.
     """
     x, o = components(x), held(components(o), dtypes.real(dtype))
+    size = np.abs(o)
+    if slack is not None:  # moved toward the truth by what the declared format allows
+        slack = components(slack)
+        with np.errstate(invalid="ignore", over="ignore"):
+            promised = np.isfinite(slack) & np.isfinite(held(size + slack, dtypes.real(dtype)))
+            x = np.where(promised, x - np.clip(x - o, -slack, slack), o)  # none promised (even to stay finite)
+            size = np.where(promised, size + slack, size)
     e_impl = e_torch = 0.0
     deviations = 0
     for r in map(components, refs):
@@ -193,7 +216,7 @@ def tensor_error(x: np.ndarray, refs: list[np.ndarray], o: np.ndarray, dtype: st
             impl_off &= ~(np.isnan(x) & np.isinf(o))
         compare = np.isfinite(o) & ~torch_off
         e_torch = max(e_torch, _error(r, o, compare, dtype, scale))
-        e_impl = max(e_impl, np.inf if impl_off.any() else _error(x, o, compare, dtype, scale))
+        e_impl = max(e_impl, np.inf if impl_off.any() else _error(x, o, compare, dtype, scale, size))
         deviations = max(deviations, int(torch_off.sum()))
     return e_impl, e_torch, deviations
 
@@ -207,13 +230,15 @@ def held(o: np.ndarray, dtype: str) -> np.ndarray:
     return np.where(np.isinf(rounded) & np.isfinite(o), rounded, o)
 
 
-def _error(x: np.ndarray, o: np.ndarray, where: np.ndarray, dtype: str, scale: float) -> float:
+def _error(x: np.ndarray, o: np.ndarray, where: np.ndarray, dtype: str, scale: float,
+           size: np.ndarray | None = None) -> float:
+    """max |x - o| / (eps · max(size, scale)) over `where`; `size` is |o| unless given."""
     if not where.any():
         return 0.0
-    x, o = x[where], o[where]
+    x, o, size = x[where], o[where], np.abs(o if size is None else size)[where]
     floor = max(scale, dtypes.TINY[dtypes.real(dtype)])
     with np.errstate(over="ignore", invalid="ignore"):
-        e = np.abs(x - o) / (dtypes.eps(dtype) * np.maximum(np.abs(o), floor))
+        e = np.abs(x - o) / (dtypes.eps(dtype) * np.maximum(size, floor))
     return float(np.max(np.where(np.isnan(e), np.inf, e)))
 
 

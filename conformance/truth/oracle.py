@@ -42,6 +42,7 @@ from conformance.cases.case import Case
 from conformance.cases.trace import Trace
 from conformance.dtypes import complex_from, components
 from conformance.spec import BY_NAME, Spec
+from conformance.truth.precision import StatePrecision
 
 X = np.longdouble
 
@@ -51,17 +52,31 @@ def run(case: Case, spec: Spec | None = None) -> Trace:
 
     Another Spec computes a known variant (see conformance.spec.POINTS) instead.
     """
-    spec = spec or BY_NAME[case.spec]
+    return _run(case, spec or BY_NAME[case.spec])[0]
+
+
+def allowance(case: Case, declared: StatePrecision) -> Trace:
+    """How far a target that keeps its moments in the `declared` format may be from the
+    exact trajectory of `case`, element by element: a Trace of bounds on the parameters'
+    and moments' distances (`conformance.truth.precision`; zero for tensors too small to be
+    stored in the format)."""
+    return _run(case, BY_NAME[case.spec], declared)[1]
+
+
+def _run(case: Case, spec: Spec, declared: StatePrecision | None = None) -> tuple[Trace, Trace | None]:
+    """The exact trajectory and, for a `declared` state format, the bounds of `allowance`."""
     theta = [_real_view(p.init) for p in case.params]
     start = case.resume.moments if case.resume else [{}] * len(theta)
     m, v, v_max = ([_real_view(s[key]) if key in s else np.zeros_like(x) for x, s in zip(theta, start)]
                    for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
+    bounds = [_Bound(declared, x, m[i], v[i], v_max[i]) if declared and p.init.size >= declared.from_elements
+              else None for i, (x, p) in enumerate(zip(theta, case.params))]
     before = case.resume.step if case.resume else 0
     count = [before] * len(theta)
     hyper = [dict(lr=g.lr, betas=g.betas, eps=g.eps, weight_decay=g.weight_decay, maximize=g.maximize)
              for g in case.groups]
     record = set(case.recorded)
-    steps, snapshots, losses = [], [], []
+    steps, snapshots, widths, losses = [], [], [], []
     group_steps, calls = [before] * len(case.groups), before
 
     with np.errstate(all="ignore"):  # IEEE semantics: inf and NaN propagate silently
@@ -85,16 +100,21 @@ def run(case: Case, spec: Spec | None = None) -> Trace:
                         continue
                     count[i] += 1
                     t_i = {"per_param": count[i], "per_group": group_steps[j], "global": calls}[spec.step_count]
+                    decay = spec.decay_mode(group.decoupled_weight_decay)
+                    if bounds[i]:
+                        bounds[i].carry(grads[i], theta[i], t_i, hyper[j], group.amsgrad, decay)
                     theta[i], m[i], v[i], v_max[i] = _adam_step(
-                        theta[i], grads[i], m[i], v[i], v_max[i], t_i, hyper[j], group.amsgrad,
-                        spec.decay_mode(group.decoupled_weight_decay), spec,
-                    )
+                        theta[i], grads[i], m[i], v[i], v_max[i], t_i, hyper[j], group.amsgrad, decay, spec)
+                    if bounds[i]:
+                        bounds[i].stored(theta[i], m[i], v[i], v_max[i], t_i, hyper[j], group.amsgrad)
             if t in record:
                 steps.append(t)
                 snapshots.append([(x.copy(), a.copy(), b.copy(), c.copy(), count[i])
                                   for i, (x, a, b, c) in enumerate(zip(theta, m, v, v_max))])
+                widths.append([b.snapshot() if b else (z := np.zeros_like(x), z, z, z, 0)
+                               for x, b in zip(theta, bounds)])
 
-    return _trace(case, steps, snapshots, losses)
+    return _trace(case, steps, snapshots, losses), _trace(case, steps, widths, losses) if declared else None
 
 
 def _adam_step(theta, g, m, v, v_max, t, h, amsgrad, decay, spec):
@@ -136,6 +156,45 @@ def _adam_step(theta, g, m, v, v_max, t, h, amsgrad, decay, spec):
     if wd != 0 and decay == "decoupled_after":
         theta = theta * (1 - lr * wd)
     return theta, m, v, v_max
+
+
+class _Bound:
+    """The bounds of `allowance` for one parameter stored in a declared format, carried beside
+    the exact recursion (the formulas are in `conformance.truth.precision`)."""
+
+    def __init__(self, declared: StatePrecision, theta, m, v, v_max):
+        self.declared, self.theta = declared, np.zeros_like(theta)
+        self.m = declared.first_rounding(m, 0, np.max(np.abs(m), initial=0))  # resumed moments are stored once
+        self.v, self.v_max = (declared.second_rounding(x, 0, np.max(x, initial=0)) for x in (v, v_max))
+
+    def carry(self, g, theta, t, h, amsgrad, decay):
+        """Before a step: the carried bounds, through decay and the moving averages."""
+        lr, (beta1, beta2), wd = X(h["lr"]), map(X, h["betas"]), X(h["weight_decay"])
+        e_g = wd * self.theta if decay == "coupled" else X(0)
+        if decay == "decoupled":
+            self.theta = abs(1 - lr * wd) * self.theta
+        used = np.abs(g) + (wd * np.abs(theta) if decay == "coupled" else 0)
+        self.m = beta1 * self.m + (1 - beta1) * e_g
+        self.v = beta2 * self.v + (1 - beta2) * (2 * used * e_g + e_g * e_g)
+
+    def stored(self, theta, m, v, v_max, t, h, amsgrad):
+        """After a step (`m`, `v`, `v_max` exact): the moments' roundings, and what they do to θ."""
+        lr, (beta1, beta2), eps = X(h["lr"]), map(X, h["betas"]), X(h["eps"])
+        self.m = self.m + self.declared.first_rounding(m, self.m, np.max(np.abs(m) + self.m, initial=0))
+        self.v = self.v + self.declared.second_rounding(v, self.v, np.max(v + self.v, initial=0))
+        second, e = v, self.v
+        if amsgrad:
+            e = np.maximum(self.v_max, self.v)
+            self.v_max = e = e + self.declared.second_rounding(v_max, e, np.max(v_max + e, initial=0))
+            second = v_max
+        bias1, root2 = 1 - _power(beta1, t), np.sqrt(1 - _power(beta2, t))
+        exact = m / (np.sqrt(second) / root2 + eps)
+        apart = [np.abs(mm / (np.sqrt(vv) / root2 + eps) - exact)
+                 for mm in (m - self.m, m + self.m) for vv in (np.maximum(second - e, 0), second + e)]
+        self.theta = self.theta + np.abs(lr) / bias1 * np.max(apart, axis=0)
+
+    def snapshot(self):
+        return self.theta.copy(), self.m.copy(), self.v.copy(), self.v_max.copy(), 0
 
 
 def _mlp_mse(theta, inputs, targets):

@@ -10,4 +10,4 @@ ADAMW = adapter("bnb-adamw", PACKAGE, "bitsandbytes.optim:AdamW", "adamw", "bits
                 ("weight_decay", "amsgrad"), fixed={"optim_bits": 32})
 ADAMW8BIT = adapter("bnb-adamw8bit", PACKAGE, "bitsandbytes.optim:AdamW8bit", "adamw",
                     "bitsandbytes.optim.AdamW8bit (8-bit blockwise state from 4096 elements)",
-                    ("weight_decay", "amsgrad"))
+                    ("weight_decay", "amsgrad"), state_precision="8bit-dynamic")
