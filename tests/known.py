@@ -23,8 +23,8 @@ CUDA_BUILTINS = ("torch-capturable", "torch-capturable-adamw")
 SHARDED_BASE = ("zero-eager", "zero-foreach", "zero-compiled", "zero-triton", "zero-torch", "fsdp2-torch")
 SHARDED_BUILTINS = SHARDED_BASE + tuple(f"{name}-adamw" for name in SHARDED_BASE)
 #: The adapters of other packages' Adams (impls/thirdparty/, surveyed by tests/test_survey.py).
-THIRDPARTY = ("apex-fusedadam", "bnb-adam", "bnb-adamw", "bnb-adamw8bit", "heavyball-adamw", "optimi-adam",
-              "optimi-adamw", "pytorch-optimizer-flashadamw", "pytorch-optimizer-qhadam", "timm-adamw", "torchao-adamw",
+THIRDPARTY = ("apex-fusedadam", "bnb-adam", "bnb-adamw", "bnb-adamw8bit", "deepspeed-cpuadam", "deepspeed-fusedadam",
+              "heavyball-adamw", "optimi-adam", "optimi-adamw", "pytorch-optimizer-flashadamw", "pytorch-optimizer-qhadam", "timm-adamw", "torchao-adamw",
               "torchao-adamw4bit", "torchao-adamw8bit", "torchao-adamwfp8", "torchopt-adam", "torchopt-adamw",
               "transformers-adamw")
 #: The device the device-aware tests run on: set ADAM_CONFORMANCE_DEVICE=cuda on a GPU
