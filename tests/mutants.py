@@ -811,10 +811,11 @@ class Float32InsideEpsBeforeBiasCorrection(_ComputedIn):
     def denominator(self, hp, second, t):
         return (second.sqrt() + hp.eps) / math.sqrt(1 - hp.beta2**t)
 
-def _stored_blockwise(x, codes, block: int = 256) -> None:
+def _stored_blockwise(x, codes, block: int) -> None:
     """Round `x` in place as a blockwise format stores it: each block of `block` elements
     scaled to its largest |value|, each element to the nearest of `codes` (sorted, in [-1, 1])."""
     flat = x.reshape(-1).double()
+    block = block or flat.numel()
     blocks = torch.nn.functional.pad(flat, (0, -flat.numel() % block)).view(-1, block)
     scale = blocks.abs().amax(1, keepdim=True).clamp_min(1e-12)
     table = torch.tensor(codes, dtype=torch.float64)
@@ -823,30 +824,39 @@ def _stored_blockwise(x, codes, block: int = 256) -> None:
 
 
 class Blockwise8bitState(Textbook):
-    """stores m and v of tensors of 4096+ elements as 8-bit blockwise dynamic codes, as bitsandbytes'
-    and torchao's 8-bit Adams do, and declares it (correct within its declared 8-bit state)."""
+    """stores m and v of 4096+ element tensors as 8-bit blockwise dynamic codes (as bnb, torchao) and declares it."""
 
     STATE_PRECISION = "8bit-dynamic"
     CODES = (precision.dynamic_map(signed=True), precision.dynamic_map(signed=False))
     FROM = 4096
+    BLOCK = 256
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        if any(p.is_complex() for p in self.param_groups[-1]["params"]):
+            raise TypeError("8-bit state holds real moments: complex parameters are not supported")
 
     def moments(self, hp, g, m, v):
         super().moments(hp, g, m, v)
         if m.numel() >= self.FROM and m.dtype in (torch.float32, torch.float64):  # low-precision params: torch's
-            _stored_blockwise(m, self.CODES[0])
-            _stored_blockwise(v, self.CODES[1])
+            _stored_blockwise(m, self.CODES[0], self.BLOCK)
+            _stored_blockwise(v, self.CODES[1], self.BLOCK)
 
 
 class LinearCodesDeclaredDynamic(Blockwise8bitState):
-    """8-bit state on a linear map (absmax quantization, 256 equal steps) while declaring the dynamic
-    map: small moments lose their relative precision (bitsandbytes' "linear" map passed where "dynamic" was meant)."""
+    """8-bit state on a linear map (256 equal steps) declared dynamic (bnb's "linear" map where "dynamic" was meant)."""
 
     CODES = (tuple(np.linspace(-1, 1, 255)), tuple(np.linspace(0, 1, 256)))
 
 
+class WholeTensorScaleDeclaredBlockwise(Blockwise8bitState):
+    """8-bit state with one scale per tensor (bnb's block_wise=False) declared blockwise (a blind red team's find)."""
+
+    BLOCK = None
+
+
 class QuantizesBelowDeclaredSize(Blockwise8bitState):
-    """8-bit state for tensors of every size, though it declares full precision below 4096 elements
-    (torchao's and bitsandbytes' size threshold dropped)."""
+    """8-bit state for tensors of every size, though it declares full precision below 4096 elements."""
 
     FROM = 1
 
@@ -869,7 +879,7 @@ MUTANTS = [
     NonContiguousParamNotUpdated, GroupsShareFirstGroupsHyperparameters, LateGroupCountsGlobalSteps, RejectsZeroLr,
     Float32InsideEpsBeforeBiasCorrection, StoresBiasCorrectedMoments, ClosureCalledTwice, ClosureUnderNoGrad,
     StepInFloat16, StepAsPythonInt, DefaultDecayOfAdamW, BiasCorrectionDroppedLate, LinearCodesDeclaredDynamic,
-    QuantizesBelowDeclaredSize,
+    WholeTensorScaleDeclaredBlockwise, QuantizesBelowDeclaredSize,
 ]
 
 

@@ -326,7 +326,9 @@ def cases(*, spec: str = "adam", claims=FEATURES, max_params: int = 4, max_steps
           big: int = 0) -> st.SearchStrategy[Case]:
     """Whole Cases for `spec` within `claims`, off the edges in `avoid`, taking the branches
     `plan` forces; with `resume`, runs resumed from a state_dict saved late in training
-    (`RESUMED_AT`); with `big`, a first parameter of at least that many elements (`big_shape`).
+    (`RESUMED_AT`); with `big`, a first parameter of at least that many elements (`big_shape`),
+    its gradients' scale falling tenfold from one block of 256 to the next (1, 0.1, 0.01,
+    0.001, again), and beside it one of 256 fewer than `big` (a format's threshold).
     See the module docstring for the bounds. Raises InvalidArgument, naming the argument,
     for arguments no Case can satisfy."""
     _check_arguments(spec, claims, max_params, max_steps, max_groups, max_numel, avoid, plan)
@@ -411,6 +413,8 @@ def _cases(draw, spec, claims, max_params, max_steps, max_groups, max_numel, lar
         n_params = max(n_params, 2)
     params = [_param(draw, claims, max_numel, large, plan, forced=i == 0, big=big if i == 0 else 0)
               for i in range(n_params)]
+    if big:
+        params.append(Param(_values(np.random.RandomState(1), (big - 256,), params[0].dtype), params[0].dtype))
     for extra, shape in (("zero_dim", ()), ("empty", (0,))):
         if getattr(plan, extra) and extra in claims:
             dtype = draw(dtypes(claims))
@@ -421,7 +425,20 @@ def _cases(draw, spec, claims, max_params, max_steps, max_groups, max_numel, lar
                              avoid=avoid, plan=plan))
     steps = draw(schedules(tuple(params), group_list, n_steps, claims=claims, non_finite=non_finite, events=events,
                            plan=plan))
+    if big:
+        steps = tuple(dataclasses.replace(s, grads=(_block_scaled(s.grads[0], params[0].dtype), *s.grads[1:]))
+                      for s in steps)
     return Case(spec, tuple(params), group_list, steps)
+
+
+def _block_scaled(g: np.ndarray | None, dtype: str) -> np.ndarray | None:
+    """`g` with its blocks of 256 (row-major) scaled by 1, 0.1, 0.01, 0.001, 1, ...: a blockwise
+    format's scales then differ block to block, as a tensor-wide one's cannot follow."""
+    if g is None:
+        return None
+    factor = 10.0 ** -(np.arange(g.size) // 256 % 4)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return dt.round_to(g * factor.reshape(g.shape), dtype)
 
 
 @st.composite
@@ -446,11 +463,11 @@ PLANNED_SHAPES = {0: [(7,), (3, 5)], 1: [(7,), (3, 5)], 2: [(3, 5), (5, 3)], 4: 
 
 
 def big_shape(big: int, dims: int) -> tuple[int, ...]:
-    """A shape of `dims` (1, 2 or 4) sides, each over 1, of at least `big` elements and a
-    multiple of 256 (the block size of blockwise state formats, which some apply only to whole
-    blocks): (4096,), (64, 64) and (8, 8, 8, 8) for 4096."""
+    """A shape of `dims` (1, 2 or 4) sides, each over 1, of at least `big` elements: a multiple
+    of 256 (the block size of blockwise state formats, which some apply only to whole blocks),
+    but for the 1-d one, which ends in a partial block: (4196,), (64, 64) and (8, 8, 8, 8) for 4096."""
     side = -(-int(math.ceil(big ** (1 / dims))) // 4) * 4
-    return (side,) * dims if dims > 1 else (-(-big // 256) * 256,)
+    return (side,) * dims if dims > 1 else (-(-big // 256) * 256 + 100,)
 
 
 def _param(draw, claims, max_numel, large, plan: Plan, forced: bool, big: int = 0) -> Param:

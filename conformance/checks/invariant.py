@@ -46,7 +46,7 @@ def first_step(target: Target, evidence: Evidence, data) -> None:
 
 
 def _first_step_closed_form(target: Target, case: Case) -> None:
-    trace = completed(target, case)
+    trace, allowance = completed(target, case), target.allowance(case)
     group = _group_of(case)
     for i, p in enumerate(case.params):
         g = case.steps[0].grads[i]
@@ -60,6 +60,8 @@ def _first_step_closed_form(target: Target, case: Case) -> None:
             want = (theta0 - step).astype(np.float64)
             got = components(trace.params[i][0])
             allowed = STEP_ROUNDINGS * dtypes.eps(p.dtype) * (np.abs(theta0) + np.abs(step)).astype(np.float64)
+            if allowance is not None:  # what a declared state format allows (`Target.allowance`); none promised: inf
+                allowed = allowed + np.nan_to_num(components(allowance.params[i][0]), nan=np.inf)
             bad = ~((np.abs(got - want) <= allowed) | (np.isnan(got) & np.isnan(want)))
         if bad.any():
             k = tuple(int(x) for x in np.argwhere(bad)[0])
@@ -186,7 +188,8 @@ def step_bound(target: Target, evidence: Evidence, data) -> None:
 
 
 def _within_step_bound(target: Target, case: Case) -> None:
-    trace = completed(target, case)
+    """(A declared state format may move each end of a step by its allowance, `Target.allowance`.)"""
+    trace, allowance = completed(target, case), target.allowance(case)
     group, lr = _group_of(case), [g.lr for g in case.groups]
     count = [0] * len(case.params)
     for t, s in enumerate(case.steps, start=1):
@@ -204,8 +207,11 @@ def _within_step_bound(target: Target, case: Case) -> None:
             with np.errstate(all="ignore"):
                 largest = np.maximum(np.abs(before), np.abs(after))
                 slack = bound * STEP_ROUNDINGS * dtypes.eps(p.dtype) + dtypes.ulp(largest, dtypes.real(p.dtype))
+                if allowance is not None:
+                    ends = components(allowance.params[i])
+                    slack = slack + ends[t - 1] + (ends[t - 2] if t > 1 else 0)
                 moved = np.abs(after - before)
-                bad = np.isfinite(before) & np.isfinite(after) & (moved > bound + slack)
+                bad = np.isfinite(before) & np.isfinite(after) & np.isfinite(slack) & (moved > bound + slack)
             if bad.any():
                 k = tuple(int(x) for x in np.argwhere(bad)[0])
                 raise CheckFailure(f"step {t}, param {i} element {k} moved by {moved[k]:.6g}, more than the bound "

@@ -69,8 +69,9 @@ def _run(case: Case, spec: Spec, declared: StatePrecision | None = None) -> tupl
     start = case.resume.moments if case.resume else [{}] * len(theta)
     m, v, v_max = ([_real_view(s[key]) if key in s else np.zeros_like(x) for x, s in zip(theta, start)]
                    for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
-    bounds = [_Bound(declared, x, m[i], v[i], v_max[i]) if declared and p.init.size >= declared.from_elements
-              else None for i, (x, p) in enumerate(zip(theta, case.params))]
+    bounds = [_Bound(declared, x, m[i], v[i], v_max[i], p.layout == "contiguous")
+              if declared and p.init.size >= declared.from_elements else None
+              for i, (x, p) in enumerate(zip(theta, case.params))]
     before = case.resume.step if case.resume else 0
     count = [before] * len(theta)
     hyper = [dict(lr=g.lr, betas=g.betas, eps=g.eps, weight_decay=g.weight_decay, maximize=g.maximize)
@@ -162,10 +163,13 @@ class _Bound:
     """The bounds of `allowance` for one parameter stored in a declared format, carried beside
     the exact recursion (the formulas are in `conformance.truth.precision`)."""
 
-    def __init__(self, declared: StatePrecision, theta, m, v, v_max):
-        self.declared, self.theta = declared, np.zeros_like(theta)
-        self.m = declared.first_rounding(m, 0, np.max(np.abs(m), initial=0))  # resumed moments are stored once
-        self.v, self.v_max = (declared.second_rounding(x, 0, np.max(x, initial=0)) for x in (v, v_max))
+    def __init__(self, declared: StatePrecision, theta, m, v, v_max, row_major: bool):
+        self.declared, self.row_major, self.theta = declared, row_major, np.zeros_like(theta)
+        self.m = declared.first_rounding(m, 0, self._largest(m))  # resumed moments are stored once
+        self.v, self.v_max = (declared.second_rounding(x, 0, self._largest(x)) for x in (v, v_max))
+
+    def _largest(self, x):
+        return self.declared.largest(x, self.row_major)
 
     def carry(self, g, theta, t, h, amsgrad, decay):
         """Before a step: the carried bounds, through decay and the moving averages."""
@@ -180,12 +184,12 @@ class _Bound:
     def stored(self, theta, m, v, v_max, t, h, amsgrad):
         """After a step (`m`, `v`, `v_max` exact): the moments' roundings, and what they do to θ."""
         lr, (beta1, beta2), eps = X(h["lr"]), map(X, h["betas"]), X(h["eps"])
-        self.m = self.m + self.declared.first_rounding(m, self.m, np.max(np.abs(m) + self.m, initial=0))
-        self.v = self.v + self.declared.second_rounding(v, self.v, np.max(v + self.v, initial=0))
+        self.m = self.m + self.declared.first_rounding(m, self.m, self._largest(np.abs(m) + self.m))
+        self.v = self.v + self.declared.second_rounding(v, self.v, self._largest(v + self.v))
         second, e = v, self.v
         if amsgrad:
             e = np.maximum(self.v_max, self.v)
-            self.v_max = e = e + self.declared.second_rounding(v_max, e, np.max(v_max + e, initial=0))
+            self.v_max = e = e + self.declared.second_rounding(v_max, e, self._largest(v_max + e))
             second = v_max
         bias1, root2 = 1 - _power(beta1, t), np.sqrt(1 - _power(beta2, t))
         exact = m / (np.sqrt(second) / root2 + eps)

@@ -7,9 +7,11 @@ s·c, where s is the largest |y| of its block and c the code nearest to y/s in a
 map C ⊂ [-1, 1] (signed, for m) or [0, 1] (unsigned, for v). A smaller tensor keeps
 full-precision state and is judged like any other.
 
-**One rounding.** The block is unknown to the suite, but s lies between |y| and A, the
-largest |y| of the tensor (or the format's least scale, 1e-12 in torchao, if that is
-larger). Rounding r = |y|/s to the nearest code is off by dist(r, C) and r ≥ |y|/A, so
+**One rounding.** The block's scale s lies between |y| and A, the largest |y| of its block
+of `block` elements (256) in the tensor's row-major order, or of the whole tensor for a
+parameter whose memory is laid out otherwise (its state may follow either order); or the
+format's least scale, 1e-12 in torchao, if that is larger. Rounding r = |y|/s to the nearest
+code is off by dist(r, C) and r ≥ |y|/A, so
 
     q(y) ≤ |y| · D(|y|/A),    D(r₀) = max over cells [a, b] of C with b > r₀ of (b - a)/(b + a)
 
@@ -62,6 +64,7 @@ class StatePrecision:
     first: tuple[float, ...]  # codes of m, a subset of [-1, 1]
     second: tuple[float, ...]  # codes of v, a subset of [0, 1]
     from_elements: int
+    block: int  # elements that share a scale
     source: str  # where the format is defined
     scale_floor: float = 1e-12  # the least block scale: a block of smaller values is scaled as if this were its absmax
 
@@ -69,10 +72,19 @@ class StatePrecision:
         return f"{self.label} state ({self.name}, from {self.from_elements} elements)"
 
     def first_rounding(self, y, e, a):
-        return rounding(self.first, y, e, max(a, self.scale_floor))
+        return rounding(self.first, y, e, np.maximum(a, self.scale_floor))
 
     def second_rounding(self, y, e, a):
-        return rounding(self.second, y, e, max(a, self.scale_floor))
+        return rounding(self.second, y, e, np.maximum(a, self.scale_floor))
+
+    def largest(self, x: np.ndarray, row_major: bool) -> np.ndarray:
+        """Each element's A: the largest |x| of its block of `block` in row-major order, or
+        (not `row_major`) of the whole tensor. A value that is not finite makes it infinite."""
+        flat = np.abs(x).reshape(-1)
+        if not row_major or flat.size == 0:
+            return np.full(x.shape, np.max(flat, initial=0))
+        padded = np.concatenate([flat, np.zeros(-flat.size % self.block, flat.dtype)]).reshape(-1, self.block)
+        return np.repeat(padded.max(axis=1), self.block)[:flat.size].reshape(x.shape)
 
 
 def dynamic_map(signed: bool) -> tuple[float, ...]:
@@ -96,9 +108,9 @@ def e4m3_map() -> tuple[float, ...]:
 
 
 PRECISIONS = {p.name: p for p in (
-    StatePrecision("8bit-dynamic", "8-bit", dynamic_map(signed=True), dynamic_map(signed=False), 4096,
+    StatePrecision("8bit-dynamic", "8-bit", dynamic_map(signed=True), dynamic_map(signed=False), 4096, 256,
                    "bitsandbytes' blockwise 8-bit and torchao's OptimState8bit: dynamic maps, blocks of 256"),
-    StatePrecision("fp8-e4m3", "fp8", e4m3_map(), tuple(c for c in e4m3_map() if c >= 0), 4096,
+    StatePrecision("fp8-e4m3", "fp8", e4m3_map(), tuple(c for c in e4m3_map() if c >= 0), 4096, 256,
                    "torchao's OptimStateFp8: float8_e4m3fn scaled to each block's absmax/448, blocks of 256"),
 )}
 
@@ -125,14 +137,12 @@ def _cells(codes: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
 
 def rounding(codes: tuple[float, ...], y: np.ndarray, e: np.ndarray, a) -> np.ndarray:
     """A bound on how far storing a value known to lie within `e` of `y` moves it, in a tensor
-    whose largest |value| is at most `a`: (|y|+e)·D((|y|-e)/a). A tensor with a value that is not
-    finite, or may not be, has a block scaled by it: nothing is promised of any element."""
+    whose block's largest |value| is at most `a` (per element): (|y|+e)·D((|y|-e)/a). A block
+    with a value that is not finite, or may not be, is scaled by it: nothing is promised there."""
     uppers, suffix = _cells(codes)
-    if not np.isfinite(a):
-        return np.full(np.shape(y), np.inf)
     size = np.abs(y) + e
     low = np.maximum(np.abs(y) - e, 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(a > 0, low / a, 0)
-    k = np.minimum(np.searchsorted(uppers, r, side="right"), len(uppers) - 1)
-    return size * suffix[k]
+    k = np.minimum(np.searchsorted(uppers, np.nan_to_num(r), side="right"), len(uppers) - 1)
+    return np.where(np.isfinite(a), size * suffix[k], np.inf)
