@@ -24,7 +24,8 @@ SHARDED_BASE = ("zero-eager", "zero-foreach", "zero-compiled", "zero-triton", "z
 SHARDED_BUILTINS = SHARDED_BASE + tuple(f"{name}-adamw" for name in SHARDED_BASE)
 #: The adapters of other packages' Adams (impls/thirdparty/, surveyed by tests/test_survey.py).
 THIRDPARTY = ("apex-fusedadam", "bnb-adam", "bnb-adamw", "bnb-adamw8bit", "deepspeed-cpuadam", "deepspeed-fusedadam",
-              "heavyball-adamw", "optimi-adam", "optimi-adamw", "pytorch-optimizer-flashadamw", "pytorch-optimizer-qhadam", "timm-adamw", "torchao-adamw",
+              "heavyball-adamw", "keras-adamw", "optax-adam", "optax-adamw", "optimi-adam", "optimi-adamw",
+              "pytorch-optimizer-flashadamw", "pytorch-optimizer-qhadam", "timm-adamw", "torchao-adamw",
               "torchao-adamw4bit", "torchao-adamw8bit", "torchao-adamwfp8", "torchopt-adam", "torchopt-adamw",
               "transformers-adamw")
 #: The device the device-aware tests run on: set ADAM_CONFORMANCE_DEVICE=cuda on a GPU

@@ -27,10 +27,11 @@ TORCH_OPTIMIZER = frozenset({"closure", "param_groups", "float64", "float16", "b
 
 def recipe(where: str, rename: dict, fixed: dict, prelude: str = "") -> str:
     """Source defining ``make_target()``: it runs `prelude`, imports the class at `where`
-    (``module:Class``) and returns ``factory(params, **torch_keywords)`` over it."""
+    (``module:Class``; ``:Class``, a class the prelude defines: a bridge) and returns
+    ``factory(params, **torch_keywords)`` over it."""
     module, _, cls = where.partition(":")
     lines = ["def make_target():", *([textwrap.indent(prelude.strip(), "    ")] if prelude.strip() else []),
-             f"    from {module} import {cls}", "", "    def factory(params, **kwargs):"]
+             *([f"    from {module} import {cls}"] if module else []), "", "    def factory(params, **kwargs):"]
     if rename:
         lines += [f"        for ours, theirs in {rename!r}.items():  # the package's names for torch's keywords",
                   "            if ours in kwargs:", "                kwargs[theirs] = kwargs.pop(ours)"]
