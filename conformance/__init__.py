@@ -23,7 +23,7 @@ from conformance.vocabulary import FEATURES, PROFILES
 
 #: Public names that need torch or hypothesis, and the module each comes from.
 _LAZY = {
-    "Case": "conformance.cases.case", "Trace": "conformance.cases.case", "Param": "conformance.cases.case",
+    "Case": "conformance.cases.case", "Trace": "conformance.cases.trace", "Param": "conformance.cases.case",
     "Group": "conformance.cases.case", "Step": "conformance.cases.case", "cases": "conformance.cases.strategies",
     "Target": "conformance.run.target", "CATALOGUE": "conformance.checks", "run_check": "conformance.checks",
 }

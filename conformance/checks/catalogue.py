@@ -30,7 +30,7 @@ class CheckFailure(AssertionError):
         super().__init__(message)
         self.cases = tuple(cases)
         self.parity = parity
-        #: How a reproducer shows it (see conformance.repro_runtime); None: side by side with torch.
+        #: How a reproducer shows it (see conformance.report.repro_runtime); None: side by side with torch.
         self.repro = repro
         self.severity = severity
         #: (property, args): `holds` fills it, so that the failure can be rerun on changed Cases

@@ -1,8 +1,8 @@
 """Standalone reproducer scripts for failed checks.
 
 A reproducer is one Python file that needs only torch and the target's own package: it
-holds the minimal Case(s) as JSON, the runner's core (`conformance.drive`) and the
-comparison (`conformance.repro_runtime`) verbatim, and a recipe that imports the target
+holds the minimal Case(s) as JSON, the runner's core (`conformance.run.drive`) and the
+comparison (`conformance.report.repro_runtime`) verbatim, and a recipe that imports the target
 without the suite. Running it reruns the target beside torch's reference path, prints
 where they part, and exits 1 while the target still fails.
 """

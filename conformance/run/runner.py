@@ -1,7 +1,7 @@
 """Run any implementation through a Case: Case -> Trace.
 
 The one runner behind every check, golden file and benchmark. It drives the target
-with `conformance.drive` and guards torch's global state: a target that changes the
+with `conformance.run.drive` and guards torch's global state: a target that changes the
 default dtype, the grad mode or the RNG is noted and the state restored, so one
 hostile target cannot skew the runs after it.
 """
