@@ -89,6 +89,15 @@ def test_a_status_that_changed_where_the_check_found_the_target_nondeterministic
                                            "failed"]
     assert not compare.document(changes)["semantic"]
 
+def test_reports_of_two_suite_versions_say_so_without_a_semantic_change():
+    a, b = _report(), _report()
+    a["suite"], b["suite"] = {"name": "adam-conformance", "version": "0.3.0"}, {"name": "adam-conformance",
+                                                                              "version": "0.4.0"}
+    changes = compare.compare(a, b)
+    assert [c.line() for c in changes] == ["adam-conformance: 0.3.0 -> 0.4.0"] and not changes[0].semantic
+    assert "the suite's version (its checks may differ: see CHANGELOG.md):" in compare.render("a", a, "b", b, changes)
+
+
 def test_a_version_1_report_is_read_without_a_fingerprint():
     changes = compare.compare(_report(version=1), _report())
     assert [(c.kind, c.semantic) for c in changes] == [("fingerprint", False)]

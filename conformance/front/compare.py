@@ -9,7 +9,8 @@ golden trace. A semantic change (a status, feature or fingerprint difference) ma
 exit code 1, except a status that changed where the check found the target nondeterministic
 (the same example failed, then passed): that is said, as a figure is; moved figures alone
 are reported with exit code 0. Two surveys compare by their optimizers' verdicts, cells and
-package versions. Reports of schema versions 1 to 3 are read (version 1 has no
+package versions. Reports from different versions of this suite are said to be (its checks
+may differ: see CHANGELOG.md), not counted semantic. Reports of schema versions 1 to 3 are read (version 1 has no
 fingerprint). Input that is not such a report is exit code 2, with one line saying what is
 wrong.
 """
@@ -91,8 +92,8 @@ def compare(a: dict, b: dict, factor: float = FACTOR) -> list[Change]:
     if (a["schema"] == surveys.SCHEMA) != (b["schema"] == surveys.SCHEMA):
         raise ReportError("one is a survey and the other a certify report: compare two of a kind")
     if a["schema"] == surveys.SCHEMA:
-        return _surveys(a, b)
-    changes = _target(a, b) + _checks(a, b, factor) + _features(a, b)
+        return _suite(a, b) + _surveys(a, b)
+    changes = _suite(a, b) + _target(a, b) + _checks(a, b, factor) + _features(a, b)
     fa, fb = a.get("fingerprint"), b.get("fingerprint")
     if fa is not None and fb is not None:
         changes += _fingerprint(fa, fb, factor)
@@ -100,6 +101,18 @@ def compare(a: dict, b: dict, factor: float = FACTOR) -> list[Change]:
         changes.append(Change("fingerprint", "torch fingerprint", "recorded" if fa else None,
                               "recorded" if fb else None, semantic=False))
     return changes
+
+
+def _suite(a: dict, b: dict) -> list[Change]:
+    """The suite's versions, where both documents say them and they differ (not semantic)."""
+    x, y = _suite_version(a), _suite_version(b)
+    return [Change("suite", "adam-conformance", x, y, semantic=False)] if x and y and x != y else []
+
+
+def _suite_version(doc: dict) -> str | None:
+    """The version of the suite that wrote a report, or a survey's first report."""
+    reports = [doc] if doc["schema"] != surveys.SCHEMA else [r["report"] for r in doc["rows"] if r.get("report")]
+    return next(((r.get("suite") or {}).get("version") for r in reports), None)
 
 
 def _surveys(a: dict, b: dict) -> list[Change]:
@@ -213,7 +226,8 @@ def render(a_name: str, a: dict, b_name: str, b: dict, changes: list[Change], fa
     env = lambda doc: f"torch {doc['environment'].get('torch', '?')}, " + (
         f"{len(doc['rows'])} optimizers" if survey else doc["target"].get("name", "?"))
     lines = [f"compare {a_name} ({env(a)}) -> {b_name} ({env(b)})"]
-    titles = {"environment": "the environment", "target": "the optimizers surveyed" if survey else "the target",
+    titles = {"suite": "the suite's version (its checks may differ: see CHANGELOG.md)",
+              "environment": "the environment", "target": "the optimizers surveyed" if survey else "the target",
               "package": "package versions", "verdict": "verdicts", "cell": "cells (optimizer, check group)",
               "check": "checks that changed status", "feature": "features gained or lost",
               "fingerprint": "torch fingerprint", "figure": f"error figures that moved by more than {factor:g}x"}
