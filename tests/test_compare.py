@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conformance.front import compare
+from conformance.report import compare
 
 CHECKS = [
     {"id": "contract.closure", "status": "passed", "parity": None},

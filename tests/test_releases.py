@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.front import compare, releases
+from conformance.front import releases
+from conformance.report import compare
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "releases"

@@ -11,8 +11,8 @@ import pytest
 import tomllib
 
 from conformance import registry
-from conformance.front import compare
 from conformance.front.certify import Times
+from conformance.report import compare
 from conformance.report import survey as table
 from impls.thirdparty import recipe
 from tests.known import THIRDPARTY

@@ -125,7 +125,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Say what changed between two reports: exit 0 if nothing semantic, 1 if so (2: unusable input)."""
     import json
 
-    from conformance.front import compare
+    from conformance.report import compare
 
     try:
         a, b = compare.load(args.a), compare.load(args.b)

@@ -1,6 +1,6 @@
 """The drift table: torch's Adam and AdamW release by release, read from the reports tox
 writes (one folder per release, ``<release>/<target>.json``, as `adam-conformance certify
-T1 T2 ... --json DIR` leaves them) and from `front.compare` over consecutive releases.
+T1 T2 ... --json DIR` leaves them) and from `report.compare` over consecutive releases.
 
 For each release: the constructors' keywords and defaults, whether AdamW is an Adam, the
 error messages, the features `run.torch_features` detects, each torch path's largest
@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from conformance.front import compare
+from conformance.report import compare
 
 #: torch's own paths, as registered, by what the table calls them.
 PATHS = {"torch": "Adam for-loop", "torch-adamw": "AdamW for-loop", "torch-foreach": "Adam foreach",

@@ -16,7 +16,7 @@ SCHEMA = "adam-conformance-report"
 #: Version 2 added the headline, the preflight, the checks skipped on request and the
 #: torch fingerprint; version 3 the claims the target refused (``dropped_claims``) and the
 #: preflight's kept notes, explicit keywords, spec read and keywords probed.
-#: `front.compare` reads versions 1 to 3.
+#: `report.compare` reads versions 1 to 3.
 VERSION = 3
 
 

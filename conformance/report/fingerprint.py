@@ -1,5 +1,5 @@
 """The torch a report was made with, as data, so that two reports show what changed
-between releases (`front.compare`): what torch's Adam and AdamW are (their constructors'
+between releases (`report.compare`): what torch's Adam and AdamW are (their constructors'
 signatures and defaults, their class hierarchies, the messages of their errors for invalid
 hyperparameters, the features `run.torch_features` detects, the devices the fused kernels
 run on) and how far each of torch's paths (for-loop, foreach, fused) is from every golden
