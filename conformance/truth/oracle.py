@@ -103,11 +103,11 @@ def _run(case: Case, spec: Spec, declared: StatePrecision | None = None) -> tupl
                     t_i = {"per_param": count[i], "per_group": group_steps[j], "global": calls}[spec.step_count]
                     decay = spec.decay_mode(group.decoupled_weight_decay)
                     if bounds[i]:
-                        bounds[i].carry(grads[i], theta[i], t_i, hyper[j], group.amsgrad, decay)
+                        bounds[i].carry(grads[i], theta[i], hyper[j], decay)
                     theta[i], m[i], v[i], v_max[i] = _adam_step(
                         theta[i], grads[i], m[i], v[i], v_max[i], t_i, hyper[j], group.amsgrad, decay, spec)
                     if bounds[i]:
-                        bounds[i].stored(theta[i], m[i], v[i], v_max[i], t_i, hyper[j], group.amsgrad)
+                        bounds[i].stored(m[i], v[i], v_max[i], t_i, hyper[j], group.amsgrad)
             if t in record:
                 steps.append(t)
                 snapshots.append([(x.copy(), a.copy(), b.copy(), c.copy(), count[i])
@@ -171,7 +171,7 @@ class _Bound:
     def _largest(self, x):
         return self.declared.largest(x, self.row_major)
 
-    def carry(self, g, theta, t, h, amsgrad, decay):
+    def carry(self, g, theta, h, decay):
         """Before a step: the carried bounds, through decay and the moving averages."""
         lr, (beta1, beta2), wd = X(h["lr"]), map(X, h["betas"]), X(h["weight_decay"])
         e_g = wd * self.theta if decay == "coupled" else X(0)
@@ -181,7 +181,7 @@ class _Bound:
         self.m = beta1 * self.m + (1 - beta1) * e_g
         self.v = beta2 * self.v + (1 - beta2) * (2 * used * e_g + e_g * e_g)
 
-    def stored(self, theta, m, v, v_max, t, h, amsgrad):
+    def stored(self, m, v, v_max, t, h, amsgrad):
         """After a step (`m`, `v`, `v_max` exact): the moments' roundings, and what they do to θ."""
         lr, (beta1, beta2), eps = X(h["lr"]), map(X, h["betas"]), X(h["eps"])
         self.m = self.m + self.declared.first_rounding(m, self.m, self._largest(np.abs(m) + self.m))
