@@ -222,7 +222,7 @@ def _state_precision(target: Target) -> Finding:
         p.grad = torch.full_like(p, 0.5)
     try:
         with runner.guarded_global_state([], step=1):  # a target that changes it must not change ours
-            opt = target.impl.factory(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+            opt = target.optimizer(params)
             opt.step()
     except Exception as e:
         return Finding("state_precision", None, "param_dtype", f"the probe raised: {type(e).__name__}: {e}")

@@ -261,7 +261,7 @@ def invalid_hyperparameters(target: Target, evidence: Evidence, data) -> None:
 def _rejected(target: Target, kwargs: dict) -> None:
     try:
         with guarded_global_state([], step=0):
-            target.impl.factory([torch.zeros(3, requires_grad=True)], **kwargs)
+            target.optimizer([torch.zeros(3, requires_grad=True)], **kwargs)
     except ValueError:
         return
     except Exception as e:
@@ -286,7 +286,7 @@ def _sparse_rejected(target: Target, n: int) -> None:
                                          device=target.device)
     try:
         with guarded_global_state([], step=1):
-            target.impl.factory([param], lr=1e-3, betas=(0.9, 0.999), eps=1e-8).step()
+            target.optimizer([param]).step()
     except Exception:
         return
     raise CheckFailure(f"step() accepted a sparse gradient of a ({n},) parameter, where torch raises RuntimeError",

@@ -80,10 +80,9 @@ class Contender:
         impl = self.target.impl
         if amsgrad and "amsgrad" not in impl.claims:
             return timing.Entry(self.name, None, error="does not claim amsgrad")
-        kw = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
-        kw.update({k: v for k, v in (("weight_decay", 0.0), ("amsgrad", amsgrad)) if k in impl.claims})
+        kw = {k: v for k, v in (("weight_decay", 0.0), ("amsgrad", amsgrad)) if k in impl.claims}
         try:
-            opt = impl.factory(timing.make_params(param_set, dtype, device), **kw)
+            opt = self.target.optimizer(timing.make_params(param_set, dtype, device), **kw)
             return timing.Entry(self.name, opt.step)
         except Exception as e:  # listed with why, as a target whose step raises
             return timing.Entry(self.name, None, error=f"constructor raised {timing.one_line(e)}")

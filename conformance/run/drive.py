@@ -81,6 +81,12 @@ def passed(kwargs: dict, against: dict, explicit=()) -> dict:
     return {k: v for k, v in kwargs.items() if k in explicit or differs(k, v)}
 
 
+def construct(factory, params, spec: str, explicit=(), **kwargs):
+    """``factory(params, **kwargs)`` as a user calls it: a keyword at torch's default for
+    `spec` is left out unless the target's own default differs (`explicit`)."""
+    return factory(params, **passed(kwargs, DEFAULTS[spec], explicit))
+
+
 def kind(value) -> dict:
     """What a state entry is: a tensor's dtype, shape, device and layout, or a Python type."""
     if not torch.is_tensor(value):
@@ -174,12 +180,11 @@ class Run:
         """A fresh optimizer over `groups`, the first group's values as its defaults, passed as
         a user passes them (see the module docstring)."""
         first = self.hyper(self.case["groups"][groups[0]])
-        defaults = passed(first, DEFAULTS[self.case["spec"]], self.explicit)
         if self.as_dicts and len(groups) > 1:  # one group is a plain list of tensors, as users mostly give it
             given = [self.group(j, first) for j in groups]
         else:
             given = [self.params[i] for j in groups for i in self.case["groups"][j]["params"]]
-        return self.attempt("construction", self.factory, given, **defaults)
+        return self.attempt("construction", construct, self.factory, given, self.case["spec"], self.explicit, **first)
 
     def reload(self, opt, through_file: bool):
         """Save the state_dict and load it into a fresh optimizer over the same groups."""

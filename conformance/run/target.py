@@ -12,7 +12,7 @@ from conformance.cases import strategies
 from conformance.cases.case import Case
 from conformance.cases.trace import Trace
 from conformance.registry import Implementation
-from conformance.run import distributed, reference, runner, torch_features
+from conformance.run import distributed, drive, reference, runner, torch_features
 from conformance.truth import budget, oracle
 from conformance.truth.precision import PRECISIONS, StatePrecision
 from conformance.vocabulary import EDGES, PROFILES, Profile
@@ -68,6 +68,11 @@ class Target:
     def accepts(self, case: Case) -> bool:
         """Whether `case` stays within what the target claims and does not reject."""
         return not (case.features() - self.claims or case.edges() & self.avoid)
+
+    def optimizer(self, params, **kwargs):
+        """The target's optimizer over `params`, built as a user builds it (`drive.construct`):
+        torch's defaults for the spec unless `kwargs` says otherwise."""
+        return drive.construct(self.impl.factory, params, self.spec, self.impl.explicit, **kwargs)
 
     def run(self, case: Case) -> Trace:
         """The target's run of `case`: across `world_size` processes for a distributed target."""
