@@ -1,10 +1,11 @@
-"""The environment a certificate holds for: versions, the device and its GPU, and the
-header lines of every report (the target, its claims, the spec, the profile, the seed, what
-the preflight found)."""
+"""The environment a certificate or a bench run holds for: versions, the device, the CPU and
+the GPU; and the header lines of every report (the target, its claims, the spec, the profile,
+the seed, what the preflight found)."""
 
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 from conformance.run import torch_features
 from conformance.run.target import Target
@@ -13,30 +14,51 @@ from conformance.vocabulary import FEATURES, torch_class_name
 
 def environment(target: Target) -> dict:
     """Versions and hardware the certificate holds for."""
+    env = software() | dict(device=target.device)
+    if target.impl.sharding is not None:
+        from conformance.run.rank import backend_of
+
+        env["world_size"], env["backend"] = target.world_size, backend_of(target.device)
+    if target.device == "cuda":
+        env |= gpu()
+    return env
+
+
+def software() -> dict:
+    """The versions of python, the platform, torch, numpy, hypothesis and (where installed) Triton."""
     import hypothesis
     import numpy
     import torch
 
     env = dict(python=platform.python_version(), platform=platform.platform(), torch=torch.__version__,
-               numpy=numpy.__version__, hypothesis=hypothesis.__version__, device=target.device)
+               numpy=numpy.__version__, hypothesis=hypothesis.__version__)
     try:
         import triton
 
         env["triton"] = triton.__version__
     except ImportError:
         pass
-    if target.impl.sharding is not None:
-        from conformance.run.rank import backend_of
-
-        env["world_size"], env["backend"] = target.world_size, backend_of(target.device)
-    if target.device == "cuda":
-        env["gpu"] = torch.cuda.get_device_name()
-        env["cuda"] = torch.version.cuda
-        env["driver"] = _nvidia_driver()
     return env
 
 
+def gpu() -> dict:
+    """The GPU's model, the CUDA torch was built with, and the NVIDIA driver."""
+    import torch
+
+    return dict(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda, driver=_nvidia_driver())
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it (elsewhere, what `platform` knows)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def _nvidia_driver() -> str | None:
+    """The NVIDIA driver's version, as nvidia-smi says it (None: no nvidia-smi answered)."""
     import subprocess
 
     try:

@@ -1,5 +1,7 @@
-"""The measurement core of ``adam-conformance bench``: parameter sets, the bytes an Adam step
+"""The measurements of ``adam-conformance bench``: parameter sets, the bytes an Adam step
 moves, step times sampled round-robin, the in-place streaming rate, the extra peak memory.
+`measure` takes all of them for one (device, set, dtype); `Contender.entry` is a target's
+step over a fresh copy of the set.
 
 * **Time.** A sample is the wall time of a block of consecutive calls divided by their
   number, taken as ``torch.utils.benchmark``'s ``blocked_autorange`` takes a block: the
@@ -38,18 +40,27 @@ import numpy as np
 import torch
 from torch.utils.benchmark.utils.timer import timer
 
+from conformance.run.target import Target
+
 #: Passes over the elements per Adam step (read p, g, m, v; write p, m, v), and with AMSGrad.
 PASSES, AMSGRAD_PASSES = 7, 9
+#: The shortest sample by default: a fast step is sampled in blocks of calls at least this long.
+MIN_SAMPLE_S = 0.02
 
 
 @dataclasses.dataclass(frozen=True)
 class ParamSet:
+    """Named parameter shapes. `overhead_bound`: tensors so small and many that a step's time is
+    mostly per-tensor overhead, not memory traffic (bench shows its time per tensor)."""
+
     name: str
     description: str
     shapes: tuple[tuple[int, ...], ...]
+    overhead_bound: bool = False
 
     @property
     def numel(self) -> int:
+        """The elements of all its tensors."""
         return sum(math.prod(s) for s in self.shapes)
 
 
@@ -66,7 +77,7 @@ SETS = {s.name: s for s in (
     ParamSet("mlp", "the seed notebook's MLP: Linear(1000, 100), ReLU, Linear(100, 10)",
              ((100, 1000), (100,), (10, 100), (10,))),
     ParamSet("transformer", "GPT-style, 8 layers of width 384, vocabulary 16384", _transformer()),
-    ParamSet("tiny", "4096 tiny tensors of 1 to 256 elements", _TINY * 512),
+    ParamSet("tiny", "4096 tiny tensors of 1 to 256 elements", _TINY * 512, overhead_bound=True),
 )}
 
 
@@ -108,6 +119,33 @@ class Entry:
         return dict(min=min(self.samples), median=float(median), iqr=float(q3 - q1) if len(self.samples) > 2 else None)
 
 
+@dataclasses.dataclass
+class Contender:
+    """A target on one device, and what bench's parity check said of it: `check` is ok, not
+    conformant, raised, not checked or cannot load (`target` None), `detail` why; `interpreted`
+    says why it runs under an interpreter here (None: it runs natively)."""
+
+    name: str
+    target: Target | None
+    check: str
+    detail: str
+    interpreted: str | None = None
+
+    def entry(self, param_set: ParamSet, dtype: torch.dtype, device: str, amsgrad: bool) -> Entry:
+        """An Entry stepping this target's optimizer over a fresh copy of the set (lr 1e-3, weight_decay 0)."""
+        if self.target is None:
+            return Entry(self.name, None, error=self.detail)
+        impl = self.target.impl
+        if amsgrad and "amsgrad" not in impl.claims:
+            return Entry(self.name, None, error="does not claim amsgrad")
+        kw = {k: v for k, v in (("weight_decay", 0.0), ("amsgrad", amsgrad)) if k in impl.claims}
+        try:
+            opt = self.target.optimizer(make_params(param_set, dtype, device), **kw)
+            return Entry(self.name, opt.step)
+        except Exception as e:  # listed with why, as a target whose step raises
+            return Entry(self.name, None, error=f"constructor raised {one_line(e)}")
+
+
 def stream_entries(numel: int, dtype: torch.dtype, device: str) -> dict[str, tuple[Entry, int]]:
     """The in-place kernels over buffers of `numel` elements, each with its bytes per element."""
     a, b, c = (torch.rand(numel, dtype=dtype, device=device) for _ in range(3))
@@ -118,6 +156,7 @@ def stream_entries(numel: int, dtype: torch.dtype, device: str) -> dict[str, tup
 
 @contextlib.contextmanager
 def _quiet_gc() -> Iterator[None]:
+    """The garbage collector off for the block, as ``timeit`` turns it off."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -167,6 +206,29 @@ def sample_round_robin(entries: list[Entry]) -> None:
                     entry.samples.append(_block(entry, entry.number))
                 except Exception as e:
                     entry.error = f"step raised {one_line(e)} while timed"
+
+
+def measure(entries: list[Entry], numel: int, dtype: torch.dtype, device: str, *, warmup: int, steps: int | None,
+            repeats: int, max_seconds: float, say: Callable[[str], None]) -> dict[str, tuple[Entry, int]]:
+    """One (device, set, dtype): warm up `entries` and the in-place kernels over `numel` elements,
+    sample them round-robin, then take the extra peak memory of each entry sampled within
+    `max_seconds`. Returns the in-place kernels' entries, each with its bytes per element."""
+    streams = stream_entries(numel, dtype, device)
+    timed = entries + [e for e, _ in streams.values()]
+    for k, entry in enumerate(timed):
+        if entry.error is None:
+            say(f"warming up {entry.name} ({k + 1}/{len(timed)})")
+            warm_up(entry, warmup, number=steps, min_sample_s=MIN_SAMPLE_S, budget_s=max_seconds, repeats=repeats)
+    rounds = max((e.wanted for e in timed if e.error is None), default=0)
+    say(f"sampling {rounds} rounds round-robin over {sum(e.error is None for e in timed)} entries")
+    sample_round_robin(timed)
+    for entry in entries:
+        if entry.error is None and entry.per_call <= max_seconds:
+            try:
+                entry.extra_peak = extra_peak_bytes(entry.call, device)
+            except Exception as e:
+                entry.error = f"step raised {one_line(e)} while its memory was measured"
+    return streams
 
 
 def one_line(e: BaseException) -> str:
