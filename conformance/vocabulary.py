@@ -62,6 +62,9 @@ TORCH_DEFAULTS = {
                  decoupled_weight_decay=False),
     "adamw": dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False),
 }
+#: torch's three Adam paths, by the constructor flags that choose them: the single-tensor
+#: for-loop (the suite's yardstick), the multi-tensor foreach kernels and the fused kernels.
+TORCH_PATHS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 #: The low-precision state formats an implementation may declare (``state_precision``):
 #: its moments are then judged within what the format allows (`conformance.truth.precision`).
 STATE_PRECISIONS = ("8bit-dynamic", "fp8-e4m3")

@@ -11,10 +11,11 @@ hold them to.
 from __future__ import annotations
 
 from conformance.run.reference import capturable, single_tensor, torch_paths
+from conformance.vocabulary import TORCH_PATHS
 
 TORCH, TORCH_ADAMW = single_tensor("adam"), single_tensor("adamw")
-TORCH_FOREACH, TORCH_FOREACH_ADAMW = torch_paths("torch-foreach", {"foreach": True}, "multi-tensor kernels",
+TORCH_FOREACH, TORCH_FOREACH_ADAMW = torch_paths("torch-foreach", TORCH_PATHS["foreach"], "multi-tensor kernels",
                                                  {"tensor_lr"})
-TORCH_FUSED, TORCH_FUSED_ADAMW = torch_paths("torch-fused", {"fused": True}, "fused kernels", {"complex"},
+TORCH_FUSED, TORCH_FUSED_ADAMW = torch_paths("torch-fused", TORCH_PATHS["fused"], "fused kernels", {"complex"},
                                              declared={"allocation_free"})
 TORCH_CAPTURABLE, TORCH_CAPTURABLE_ADAMW = capturable("adam"), capturable("adamw")

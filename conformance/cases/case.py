@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from conformance import dtypes
-from conformance.vocabulary import EDGES, SPECS
+from conformance.vocabulary import EDGES, SPECS, TORCH_DEFAULTS
 
 FORMAT = 1
 LAYOUTS = ("contiguous", "transposed", "sliced", "channels_last")
@@ -65,9 +65,9 @@ class Group:
     """
 
     params: tuple[int, ...]
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
+    lr: float = TORCH_DEFAULTS["adam"]["lr"]
+    betas: tuple[float, float] = TORCH_DEFAULTS["adam"]["betas"]
+    eps: float = TORCH_DEFAULTS["adam"]["eps"]
     weight_decay: float = 0.0
     amsgrad: bool = False
     maximize: bool = False
@@ -265,17 +265,6 @@ class Case:
                 )
                 for i, p in enumerate(meta["params"])
             )
-            grads = {i: iter(arrays.get(f"grads/{i}", ())) for i in range(len(params))}
-            steps = tuple(
-                Step(
-                    grads=tuple(np.asarray(next(grads[i])) if present else None
-                                for i, present in enumerate(s["grads"])),
-                    set=tuple((int(g), str(k), tuple(v) if isinstance(v, list) else v) for g, k, v in s["set"]),
-                    events=tuple(s["events"]),
-                    closure=bool(s["closure"]),
-                )
-                for s in meta["steps"]
-            )
             objective = None
             if meta["objective"] is not None:
                 objective = Objective(
@@ -283,21 +272,15 @@ class Case:
                     inputs=named_array(arrays, "objective/inputs"),
                     targets=named_array(arrays, "objective/targets"),
                 )
-            resume = None
-            if meta.get("resume") is not None:
-                keys = meta["resume"]["keys"]
-                resume = Resume(int(meta["resume"]["step"]), tuple(
-                    {k: named_array(arrays, f"resume/{k}/{i}", params[i].shape) for k in ks}
-                    for i, ks in enumerate(keys)))
             return cls(
                 spec=meta["spec"],
                 params=params,
                 groups=tuple(_group_from_json(g) for g in meta["groups"]),
-                steps=steps,
+                steps=_steps_from_json(meta["steps"], arrays, len(params)),
                 objective=objective,
                 record=None if meta["record"] is None else tuple(meta["record"]),
                 name=meta.get("name", ""),
-                resume=resume,
+                resume=_resume_from_json(meta.get("resume"), arrays, params),
             )
         except CaseError:
             raise
@@ -341,6 +324,28 @@ def _group_json(g: Group) -> dict:
     d["params"] = list(g.params)
     d["betas"] = list(g.betas)
     return d
+
+
+def _steps_from_json(steps: list, arrays: Mapping[str, np.ndarray], n: int) -> tuple[Step, ...]:
+    """A Case's steps, each present gradient taken in turn from ``grads/i``."""
+    grads = {i: iter(arrays.get(f"grads/{i}", ())) for i in range(n)}
+    return tuple(
+        Step(
+            grads=tuple(np.asarray(next(grads[i])) if present else None for i, present in enumerate(s["grads"])),
+            set=tuple((int(g), str(k), tuple(v) if isinstance(v, list) else v) for g, k, v in s["set"]),
+            events=tuple(s["events"]),
+            closure=bool(s["closure"]),
+        )
+        for s in steps
+    )
+
+
+def _resume_from_json(resume: Mapping | None, arrays: Mapping[str, np.ndarray], params) -> Resume | None:
+    """A resumed Case's step count and moments (``resume/KEY/i``), or None."""
+    if resume is None:
+        return None
+    return Resume(int(resume["step"]), tuple({k: named_array(arrays, f"resume/{k}/{i}", params[i].shape) for k in ks}
+                                             for i, ks in enumerate(resume["keys"])))
 
 
 def _group_from_json(d: Mapping) -> Group:

@@ -18,7 +18,7 @@ from conformance.run import preflight
 from conformance.run.runner import guarded_global_state
 from conformance.run.target import Target
 from conformance.truth.budget import Parity
-from conformance.vocabulary import torch_class_name
+from conformance.vocabulary import TORCH_DEFAULTS, torch_class_name
 
 
 def _observed(target: Target, case: Case, kinds: tuple[str, ...], statement: str) -> None:
@@ -250,11 +250,11 @@ def invalid_hyperparameters(target: Target, evidence: Evidence, data) -> None:
     names = [n for n in INVALID if n != "weight_decay" or "weight_decay" in target.claims]
     name = data.draw(st.sampled_from(names), label="hyperparameter")
     value = data.draw(st.sampled_from(INVALID[name]), label="invalid value")
-    kwargs = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    beta1, beta2 = TORCH_DEFAULTS[target.spec]["betas"]
     if name.startswith("beta"):
-        kwargs["betas"] = (value, 0.999) if name == "beta1" else (0.9, value)
+        kwargs = dict(betas=(value, beta2) if name == "beta1" else (beta1, value))
     else:
-        kwargs[name] = value
+        kwargs = {name: value}
     holds(target, evidence, _rejected, kwargs)
 
 

@@ -28,7 +28,8 @@ import pytest
 
 from conformance.checks import CATALOGUE, checked_ids
 from conformance.front import isolation
-from conformance.front.options import build_target, writable, writable_dir
+from conformance.front.flags import Options
+from conformance.front.options import target_of, writable, writable_dir
 from conformance.front.plugin import SUITE
 from conformance.registry import TargetError
 from conformance.report import certificate, reproducer
@@ -110,41 +111,10 @@ def _short(text: str, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-@dataclasses.dataclass(frozen=True)
-class Options:
-    """What to certify and how: the command line's options, typed."""
-
-    target: str
-    spec: str | None = None
-    profile: str = "standard"
-    device: str = "cpu"
-    without: tuple[str, ...] = ()
-    skip: tuple[str, ...] = ()
-    seed: int = 0
-    workers: str = "1"
-    json: str | None = None
-    junit: str | None = None
-    repro_dir: str | None = None
-    check_timeout: float | None = None
-    world_size: str = "1"
-    jobs: int = 1
-
-    def argv(self) -> list[str]:
-        """These options as the command line that gives them (a job's, in `certify_all`)."""
-        pairs = dict(spec=self.spec, profile=self.profile, device=self.device, seed=self.seed, json=self.json,
-                     junit=self.junit, repro_dir=self.repro_dir, check_timeout=self.check_timeout,
-                     world_size=self.world_size)
-        given = [(key, value) for key, value in pairs.items() if value is not None]
-        given += [("without", f) for f in self.without] + [("skip", c) for c in self.skip]
-        return [self.target, "-n", str(self.workers)] + [a for key, value in given
-                                                         for a in (f"--{key.replace('_', '-')}", str(value))]
-
-
 def certify(args: Options, found: Preflight | None = None) -> int:
     """Run the catalogue on `args.target` (its preflight `found`, or run here); 0 if conformant,
     1 if not (2 is raised as an error)."""
-    target = build_target(args.target, spec=args.spec, profile=args.profile, device=args.device, without=args.without,
-                          world_size=args.world_size)
+    target = target_of(args)
     checked_ids(args.skip, "--skip")
     writable(args.json, "--json")
     writable(args.junit, "--junit")
@@ -158,7 +128,7 @@ def certify(args: Options, found: Preflight | None = None) -> int:
     out = sys.stdout
     started = time.time()
     if found is None:
-        found = isolation.preflight(args.target, target, args.without, args.spec)
+        found = isolation.preflight(args, target)
     target = found.apply(target)
     header = describe_environment(target, args.seed, found, args.skip)
     out.write("adam-conformance certify\n" + "".join(f"  {line}\n" for line in header) + "\n")
@@ -171,8 +141,8 @@ def certify(args: Options, found: Preflight | None = None) -> int:
     diagnosis = None
     if any(r.status == "failed" for r in results):  # a hang or a crash alone says nothing of the arithmetic
         limit = args.check_timeout or found.check_timeout(target.profile)
-        diagnosis = isolation.diagnosis(args.target, target, (*args.without, *(n.feature for n in found.dropped)),
-                                        limit, out)
+        dropped = (*args.without, *(note.feature for note in found.dropped))
+        diagnosis = isolation.diagnosis(dataclasses.replace(args, without=dropped), target, limit, out)
     torch_print = fingerprint(progress=lambda line: out.write(f"{line}\n"))
     doc = certificate.document(target, header, args.seed, results, time.time() - started, diagnosis, found, args.skip,
                                torch_print)
@@ -198,8 +168,7 @@ def certify_all(args: Options, names: list[str], recorded: list[str] = ()) -> in
         return certify(args)
     distinct(names)
     for name in names:
-        build_target(name, spec=args.spec, profile=args.profile, device=args.device, without=args.without,
-                     world_size=args.world_size)
+        target_of(dataclasses.replace(args, target=name))
     folders = {option: Path(path) for option, path in (("--json", args.json), ("--junit", args.junit),
                                                         ("--repro-dir", args.repro_dir)) if path}
     for option, folder in folders.items():
@@ -272,9 +241,8 @@ def in_jobs(ones: list[Options], jobs: int, ended=_shown) -> dict[str, int]:
     def job(one: Options) -> tuple[subprocess.CompletedProcess, Times]:
         start = time.monotonic()
         try:
-            target = build_target(one.target, spec=one.spec, profile=one.profile, device=one.device,
-                                  without=one.without, world_size=one.world_size)
-            found = isolation.preflight(one.target, target, one.without, one.spec)
+            target = target_of(one)
+            found = isolation.preflight(one, target)
         except TargetError as e:
             took = time.monotonic() - start
             return subprocess.CompletedProcess(one.target, 2, "", f"adam-conformance: error: {e}\n"), Times(took, took)
@@ -299,16 +267,12 @@ def run(target: Target, args: Options, found: Preflight, out) -> list[CheckResul
         ini.write_text("[pytest]\n")
         record = Path(scratch) / "preflight.json"
         record.write_text(json.dumps(found.to_json()))
-        argv = [str(SUITE), "-c", str(ini), "--rootdir", scratch, "-p", "no:cacheprovider",
-                "-q", "--no-header", "-W", "ignore::UserWarning",
-                "--adam-impl", args.target, "--adam-spec", target.spec, "--adam-profile", target.profile.name,
-                "--adam-device", target.device, "--adam-seed", str(args.seed),
-                "-n", str(args.workers), "--max-worker-restart", str(len(CATALOGUE))]
-        argv += ["--adam-preflight", str(record), "--adam-world-size", str(target.world_size)]
-        argv += [a for feature in args.without for a in ("--adam-without", feature)]
-        argv += [a for check_id in args.skip for a in ("--adam-skip", check_id)]
+        given = dataclasses.replace(args, spec=target.spec, profile=target.profile.name,
+                                    world_size=target.world_size)
+        argv = [str(SUITE), "-c", str(ini), "--rootdir", scratch, "-p", "no:cacheprovider", "-q", "--no-header",
+                "-W", "ignore::UserWarning", "-n", str(args.workers), "--max-worker-restart", str(len(CATALOGUE)),
+                *given.argv("pytest"), "--adam-preflight", str(record)]
         argv += ["--junitxml", str(Path(args.junit).resolve())] if args.junit else []
-        argv += ["--adam-check-timeout", str(args.check_timeout)] if args.check_timeout else []
         pytest_output = io.StringIO()
         with contextlib.redirect_stdout(pytest_output), isolation.workers_environment(scratch):
             code = pytest.main(argv, plugins=[collector])

@@ -2,8 +2,8 @@
 so that a target that hangs or crashes there cannot take certify or pytest down. Each is
 forked from the fork server (`conformance.run.forked`), which has imported torch.
 
-`main` (``python -m conformance.front.isolation TARGET --json PATH [--spec] [--device]
-[--without]``) is the preflight's process: exit 0 with its record written, or 2 with one
+`main` (``python -m conformance.front.isolation TARGET --json PATH``, with the options
+`flags` gives it) is the preflight's process: exit 0 with its record written, or 2 with one
 line saying why the target cannot be certified.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import functools
 import json
 import os
 import runpy
@@ -20,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from conformance.front.options import build_target
+from conformance.front.flags import Options, add_flags
+from conformance.front.options import target_of
 from conformance.registry import TargetError
 from conformance.run import forked
 from conformance.run.preflight import Preflight, PreflightError
@@ -32,19 +35,17 @@ from conformance.run.target import Target
 DIAGNOSIS_TIMEOUT = 30.0
 
 
-def preflight(name: str, target: Target, without=(), spec: str | None = None) -> Preflight:
-    """The preflight of the target named `name`, under the profile's time limit: a target
-    that hangs or crashes there leaves a record that says so, and the checks run with the
-    profile's limit. `spec` is the one asked for (None: the preflight may read a plain
-    function's from what it returns). Raises PreflightError if the target cannot be certified."""
+def preflight(opts: Options, target: Target) -> Preflight:
+    """The preflight of the target `opts` name, under the profile's time limit: a target that
+    hangs or crashes there leaves a record that says so, and the checks run with the profile's
+    limit. ``opts.spec`` is the one asked for (None: the preflight may read a plain function's
+    from what it returns). Raises PreflightError if the target cannot be certified."""
     limit = target.profile.timeout
     with tempfile.TemporaryDirectory(prefix="adam-conformance-") as scratch:
         path = Path(scratch) / "preflight.json"
-        argv = [name, "--json", str(path), "--device", target.device, *(["--spec", spec] if spec else []),
-                *_without(without)]
         start = time.perf_counter()
         try:
-            done = forked.run(main, (argv,), limit)
+            done = forked.run(main, (dataclasses.replace(opts, json=str(path)).argv("preflight"),), limit)
         except subprocess.TimeoutExpired:
             return Preflight(duration_s=limit, interrupted=f"it timed out after {limit:g} s")
         if done.returncode == 2:
@@ -55,18 +56,17 @@ def preflight(name: str, target: Target, without=(), spec: str | None = None) ->
         return Preflight.from_json(json.loads(path.read_text()))
 
 
-def diagnosis(name: str, target: Target, without, limit: float, out) -> dict | None:
-    """`adam-conformance diagnose` of a target that failed (the target may hang or crash):
-    its findings, or None, with what stopped it written to `out`."""
+def diagnosis(opts: Options, target: Target, limit: float, out) -> dict | None:
+    """`adam-conformance diagnose` of the target `opts` name, which failed (it may hang or
+    crash): its findings, or None, with what stopped it written to `out`."""
     out.write("\ndiagnosing which known variant it implements...\n")
     out.flush()
     limit = max(limit, DIAGNOSIS_TIMEOUT)
     with tempfile.TemporaryDirectory(prefix="adam-conformance-") as scratch:
         path = Path(scratch) / "diagnosis.json"
-        argv = ["diagnose", name, "--spec", target.spec, "--device", target.device,
-                "--json", str(path), *_without(without)]
+        asked = dataclasses.replace(opts, spec=target.spec, device=target.device, json=str(path))
         try:
-            done = forked.run(_command, (argv,), limit)
+            done = forked.run(_command, (["diagnose", *asked.argv("diagnose")],), limit)
         except subprocess.TimeoutExpired:
             out.write(f"  no diagnosis: it ran past the {limit:g} s limit\n")
             return None
@@ -80,10 +80,6 @@ def _command(argv: list[str]) -> None:
     """``adam-conformance ARGV`` (``python -m conformance``), in the forked process; it exits."""
     sys.argv = ["adam-conformance", *argv]
     runpy.run_module("conformance", run_name="__main__", alter_sys=True)
-
-
-def _without(features) -> list[str]:
-    return [a for feature in features for a in ("--without", feature)]
 
 
 def _last_words(stderr: str, otherwise: str) -> str:
@@ -109,22 +105,21 @@ def workers_environment(scratch: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The preflight's process: TARGET and the options it takes (`flags`); --json is required."""
     parser = argparse.ArgumentParser(prog="python -m conformance.front.isolation")
     parser.add_argument("target")
-    parser.add_argument("--json", required=True)
-    parser.add_argument("--spec")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--without", action="append", default=[])
+    add_flags(parser, "preflight")
     args = parser.parse_args(argv)
+    if not args.json:
+        parser.error("--json PATH is required")
+    opts = Options.parsed(args.target, "preflight", functools.partial(getattr, args))
     try:
-        target = build_target(args.target, spec=args.spec, device=args.device, without=args.without)
-        found = run_preflight(target, read_spec=args.spec is None)
+        found = run_preflight(target_of(opts), read_spec=opts.spec is None)
     except TargetError as e:
         print(f"{e}", file=sys.stderr)
         return 2
-    Path(args.json).write_text(json.dumps(found.to_json()))
+    Path(opts.json).write_text(json.dumps(found.to_json()))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,18 +6,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from conformance.front.flags import Options
 from conformance.registry import TargetError, resolve
 from conformance.run.target import Target
 from conformance.vocabulary import FEATURES, PROFILES
 
-#: The most processes --world-size may ask for.
-MAX_WORLD_SIZE = 8
+
+def target_of(opts: Options) -> Target:
+    """The Target `opts` name; TargetError (one line) for anything unusable."""
+    return build_target(opts.target, spec=opts.spec, profile=opts.profile, device=opts.device, without=opts.without,
+                        world_size=opts.world_size)
 
 
 def build_target(name: str, *, spec: str | None = None, profile: str = "standard", device: str = "cpu",
-                 without=(), world_size: int | str = 1) -> Target:
+                 without=(), world_size: int = 1) -> Target:
     """A Target from command-line options; TargetError (one line) for anything unusable."""
-    world = world_size_of(world_size)
     unknown = sorted(set(without) - set(FEATURES))
     if unknown:
         raise TargetError(f"unknown feature {', '.join(map(repr, unknown))} for --without; "
@@ -33,8 +36,8 @@ def build_target(name: str, *, spec: str | None = None, profile: str = "standard
     impl = resolve(name).without(without)
     if device not in impl.devices:
         raise TargetError(f"{impl.name} does not run on {device} (it runs on {', '.join(impl.devices)})")
-    if impl.sharding is None and world > 1:
-        raise TargetError(f"--world-size {world}: {impl.name} is not a distributed target (an Implementation with "
+    if impl.sharding is None and world_size > 1:
+        raise TargetError(f"--world-size {world_size}: {impl.name} is not a distributed target (an Implementation with "
                           "sharding=Sharding(...)); it runs in one process")
     if impl.sharding is not None:
         from conformance.run import distributed
@@ -42,15 +45,7 @@ def build_target(name: str, *, spec: str | None = None, profile: str = "standard
         problem = distributed.unusable(impl.sharding, device)
         if problem:
             raise TargetError(f"{impl.name} is a distributed target: {problem}")
-    return Target(impl, spec or impl.spec, device, PROFILES[profile], world_size=world)
-
-
-def world_size_of(value: int | str) -> int:
-    """--world-size as a number of processes, 1 to MAX_WORLD_SIZE, or TargetError (one line)."""
-    text = str(value).strip()
-    if not text.isdigit() or not 1 <= int(text) <= MAX_WORLD_SIZE:
-        raise TargetError(f"--world-size {value}: expected a number of processes from 1 to {MAX_WORLD_SIZE}")
-    return int(text)
+    return Target(impl, spec or impl.spec, device, PROFILES[profile], world_size=world_size)
 
 
 def writable(path: str | None, option: str) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.vocabulary import DEVICES, PROFILES, SPECS
+from conformance.front.flags import Options, add_pytest_flags
 
 SUITE = Path(__file__).with_name("suite.py")
 TARGET = pytest.StashKey()
@@ -29,21 +29,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("adam-conformance", "certify an Adam / AdamW implementation")
     group.addoption("--adam-impl", metavar="TARGET",
                     help="run the check catalogue against TARGET: a registered name or package.module:attr")
-    group.addoption("--adam-spec", choices=SPECS,
-                    help="semantics to certify against (default: what the target declares, else adam)")
-    group.addoption("--adam-profile", choices=list(PROFILES), default="standard",
-                    help="how hard to look: examples per check and case sizes (default: standard)")
-    group.addoption("--adam-device", choices=DEVICES, default="cpu", help="device to run on (default: cpu)")
-    group.addoption("--adam-without", action="append", default=[], metavar="FEATURE",
-                    help="disclaim a feature (repeatable), e.g. complex, float16, noncontiguous")
-    group.addoption("--adam-skip", action="append", default=[], metavar="CHECK_ID",
-                    help="skip a check (repeatable); the report says it was skipped on request")
-    group.addoption("--adam-seed", type=int, default=0, help="hypothesis seed (default: 0, deterministic)")
-    group.addoption("--adam-world-size", default="1", metavar="N",
-                    help="processes a distributed target runs on, 1 to 8 (gloo on the CPU, nccl with CUDA)")
-    group.addoption("--adam-check-timeout", type=float, metavar="SECONDS",
-                    help="time limit per check; past it the check errors and the run goes on (default: the "
-                         "profile's, 120 quick, 900 standard, 7200 thorough, plus what a slow target needs)")
+    add_pytest_flags(group)
     group.addoption("--adam-database", metavar="DIR",
                     help="hypothesis example database, so failures replay first next time "
                          "(default: the user cache directory; 'none' keeps none)")
@@ -56,20 +42,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("adam_impl"):
         return
     from conformance.checks import checked_ids
-    from conformance.front.options import build_target
+    from conformance.front.options import target_of
     from conformance.registry import TargetError
 
     try:
-        target = build_target(
-            config.getoption("adam_impl"),
-            spec=config.getoption("adam_spec"),
-            profile=config.getoption("adam_profile"),
-            device=config.getoption("adam_device"),
-            without=config.getoption("adam_without"),
-            world_size=config.getoption("adam_world_size"),
-        )
-        checked_ids(config.getoption("adam_skip"), "--adam-skip")
-        found = _preflight(config, target)
+        opts = Options.parsed(config.getoption("adam_impl"), "pytest", lambda name: config.getoption("adam_" + name))
+        target = target_of(opts)
+        checked_ids(opts.skip, "--adam-skip")
+        found = _preflight(config, opts, target)
     except TargetError as e:
         raise pytest.UsageError(str(e)) from None
     config.stash[TARGET] = found.apply(target)
@@ -81,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.args.append(str(SUITE))
 
 
-def _preflight(config: pytest.Config, target):
+def _preflight(config: pytest.Config, opts, target):
     """The preflight record: a worker's from its controller, a given one, or a fresh run."""
     from conformance.front.isolation import preflight
     from conformance.run.preflight import Preflight
@@ -91,8 +71,7 @@ def _preflight(config: pytest.Config, target):
     given = config.getoption("adam_preflight")
     if given:
         return Preflight.from_json(json.loads(Path(given).read_text()))
-    return preflight(config.getoption("adam_impl"), target, config.getoption("adam_without"),
-                     config.getoption("adam_spec"))
+    return preflight(opts, target)
 
 
 class XdistHooks:

@@ -11,6 +11,7 @@ is a row that says so. Progress goes to stderr. Exit 0 once the survey is writte
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import sys
@@ -18,7 +19,8 @@ import time
 from pathlib import Path
 
 from conformance import registry
-from conformance.front.certify import Options, Times, distinct, in_jobs, slug
+from conformance.front.certify import Times, distinct, in_jobs, slug
+from conformance.front.flags import Options
 from conformance.front.options import writable_dir
 from conformance.report import survey as table
 
@@ -32,7 +34,9 @@ def adapters() -> list[str]:
     return found
 
 
-def run(targets: list[str], out: Path, profile: str, device: str, jobs: int, workers: str) -> int:
+def run(targets: list[str], out: Path, asked: Options) -> int:
+    """Survey `targets` (default: every adapter) into `out` with the options `asked` (profile,
+    device, jobs, workers). Exit 0 once the table is written."""
     names = targets or adapters()
     distinct(names)
     out.mkdir(parents=True, exist_ok=True)
@@ -40,60 +44,72 @@ def run(targets: list[str], out: Path, profile: str, device: str, jobs: int, wor
     for folder in ("reports", "logs", "repro"):
         (out / folder).mkdir(exist_ok=True)
     started, clock = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), time.monotonic()
-    impls, rows, ones = {}, {}, []
+    impls, rows = {}, {}
     for name in names:
-        try:
-            impls[name] = impl = registry.resolve(name)
-        except registry.TargetError as e:
-            declared = _declared(name)
-            if declared is None or not declared.package:
-                raise  # a name typed wrong, a module that does not import: an error, not a row
-            impl, why = declared, str(e).partition(": ")[2]
-        else:
-            why = None
-        if device not in impl.devices:
-            why = f"runs on {', '.join(impl.devices)} only" + (f"; {why}" if why else "")
-        if why:
-            rows[name] = table.row(name, _package(name, impl), impl.package_version(), None, why, None, Times(0, 0),
-                                   out, verdict="skipped")
-            continue
-        ones.append(Options(target=name, profile=profile, device=device, workers=workers,
-                            json=str(out / "reports" / f"{slug(name)}.json"),
-                            repro_dir=str(out / "repro" / slug(name))))
-    print(f"surveying {len(ones)} of {len(names)} targets, {jobs} at a time; logs in {out / 'logs'}", file=sys.stderr,
-          flush=True)
-    times: dict[str, Times] = {}
-    last_words: dict[str, str] = {}
-
-    def ended(k: int, n: int, name: str, completed, took: Times) -> None:
-        (out / "logs" / f"{slug(name)}.txt").write_text(completed.stdout + completed.stderr)
-        times[name] = took
-        lines = completed.stderr.strip().splitlines()
-        last_words[name] = lines[-1].removeprefix("adam-conformance: error: ") if lines else \
-            f"its process ended with exit code {completed.returncode}"
-        said = {0: "CONFORMANT", 1: "NOT CONFORMANT"}.get(completed.returncode, "unusable")
-        elapsed = time.monotonic() - clock
-        print(f"[{k}/{n}] {name}: {said} in {took.total:.0f} s (set-up {took.setup:.0f} s); {_clock(elapsed)} "
-              f"elapsed, about {_clock(elapsed / k * (n - k))} left",
-              file=sys.stderr, flush=True)
-
-    codes = in_jobs(ones, jobs, ended) if ones else {}
-    for one in ones:
-        impl, report_path = impls[one.target], Path(one.json)
-        report = json.loads(report_path.read_text()) if codes[one.target] < 2 and report_path.exists() else None
+        impls[name], rows[name] = _usable(name, out, asked.device)
+    ones = [dataclasses.replace(asked, target=name, json=str(out / "reports" / f"{slug(name)}.json"),
+                                repro_dir=str(out / "repro" / slug(name))) for name in names if rows[name] is None]
+    print(f"surveying {len(ones)} of {len(names)} targets, {asked.jobs} at a time; logs in {out / 'logs'}",
+          file=sys.stderr, flush=True)
+    for one, (completed, took) in _certified(ones, asked.jobs, out, clock).items():
+        report_path = Path(one.json)
+        report = json.loads(report_path.read_text()) if completed.returncode in (0, 1) and report_path.exists() \
+            else None
+        impl = impls[one.target]
         rows[one.target] = table.row(one.target, _package(one.target, impl), impl.package_version(), report,
-                                     None if report else last_words[one.target], impl.package_warning(),
-                                     times[one.target], out)
+                                     None if report else _last_words(completed), impl.package_warning(), took, out)
     ordered = [rows[name] for name in names]
     environment = next((r["report"]["environment"] for r in ordered if r["report"]), {})
-    doc = table.document(ordered, environment, started, time.monotonic() - clock, profile)
+    doc = table.document(ordered, environment, started, time.monotonic() - clock, asked.profile)
     (out / "survey.json").write_text(json.dumps(doc, indent=1) + "\n")
     (out / "survey.md").write_text(table.markdown(doc))
     (out / "survey.html").write_text(table.html(doc))
-    counts = doc["counts"]
-    print(f"surveyed {counts['targets']} targets in {_clock(time.monotonic() - clock)}: {table.counts_line(counts)}; "
-          f"{out / 'survey.md'}, {out / 'survey.html'}, {out / 'survey.json'}")
+    print(f"surveyed {doc['counts']['targets']} targets in {_clock(time.monotonic() - clock)}: "
+          f"{table.counts_line(doc['counts'])}; {out / 'survey.md'}, {out / 'survey.html'}, {out / 'survey.json'}")
     return 0
+
+
+def _usable(name: str, out: Path, device: str) -> tuple[registry.Implementation, dict | None]:
+    """The target's Implementation, and its row where it is skipped (its package is not
+    installed, or it cannot run on `device`); a name typed wrong raises TargetError."""
+    try:
+        impl, why = registry.resolve(name), None
+    except registry.TargetError as e:
+        impl = _declared(name)
+        if impl is None or not impl.package:
+            raise  # a name typed wrong, a module that does not import: an error, not a row
+        why = str(e).partition(": ")[2]
+    if device not in impl.devices:
+        why = f"runs on {', '.join(impl.devices)} only" + (f"; {why}" if why else "")
+    if why is None:
+        return impl, None
+    return impl, table.row(name, _package(name, impl), impl.package_version(), None, why, None, Times(0, 0), out,
+                           verdict="skipped")
+
+
+def _certified(ones: list[Options], jobs: int, out: Path, clock: float) -> dict:
+    """Each of `ones` certified (`certify.in_jobs`), its log written and its progress said:
+    its completed process and times, by its Options."""
+    by_name, done = {one.target: one for one in ones}, {}
+
+    def ended(k: int, n: int, name: str, completed, took: Times) -> None:
+        (out / "logs" / f"{slug(name)}.txt").write_text(completed.stdout + completed.stderr)
+        done[by_name[name]] = completed, took
+        said = {0: "CONFORMANT", 1: "NOT CONFORMANT"}.get(completed.returncode, "unusable")
+        elapsed = time.monotonic() - clock
+        print(f"[{k}/{n}] {name}: {said} in {took.total:.0f} s (set-up {took.setup:.0f} s); {_clock(elapsed)} "
+              f"elapsed, about {_clock(elapsed / k * (n - k))} left", file=sys.stderr, flush=True)
+
+    if ones:
+        in_jobs(ones, jobs, ended)
+    return done
+
+
+def _last_words(completed) -> str:
+    """Why a target has no report: the last line its process wrote to stderr."""
+    lines = completed.stderr.strip().splitlines()
+    return lines[-1].removeprefix("adam-conformance: error: ") if lines else \
+        f"its process ended with exit code {completed.returncode}"
 
 
 def _declared(name: str) -> registry.Implementation | None:

@@ -23,10 +23,8 @@ import torch
 
 from conformance.run import reference, runner, torch_features
 from conformance.truth import budget, golden
-from conformance.vocabulary import SPECS
+from conformance.vocabulary import SPECS, TORCH_PATHS
 
-#: torch's three paths, by the flags that choose them.
-PATHS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 #: Invalid hyperparameters, and how each is passed: the messages torch gives are recorded.
 INVALID = {
     "lr=-1": dict(lr=-1.0),
@@ -92,7 +90,7 @@ def _paths() -> dict[str, dict[str, float | str]]:
     at the values' scale, what the path raised, or why it could not run here."""
     scenarios = list(golden.load_all())
     distances = {}
-    for label, flags in PATHS.items():
+    for label, flags in TORCH_PATHS.items():
         forms = dict(zip(SPECS, reference.torch_paths(label, flags, label)))
         distances[label] = {name: _distance(forms[case.spec], case, truth) for name, case, truth in scenarios}
     return distances

@@ -168,7 +168,7 @@ def main():
     if mode == "sparse":
         n = REPRO["size"]  # noqa: F821
         param = torch.zeros(n, requires_grad=True, device=DEVICE)  # noqa: F821
-        opt = target([param], lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+        opt = target([param])
         param.grad = torch.sparse_coo_tensor(torch.tensor([[0, n - 1]]), torch.tensor([1.0, -1.0]), (n,), device=DEVICE)  # noqa: F821
         try:
             opt.step()

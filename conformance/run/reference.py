@@ -17,7 +17,7 @@ import functools
 
 from conformance.registry import Implementation
 from conformance.run import torch_features
-from conformance.vocabulary import DEFAULT_CLAIMS, DEVICES
+from conformance.vocabulary import DEFAULT_CLAIMS, DEVICES, TORCH_PATHS
 
 
 def torch_paths(name: str, flags: dict, description: str, unsupported=frozenset(), declared=frozenset(),
@@ -37,7 +37,7 @@ def torch_paths(name: str, flags: dict, description: str, unsupported=frozenset(
 @functools.cache
 def single_tensor(spec: str) -> Implementation:
     """torch's single-tensor path implementing `spec`."""
-    adam, adamw = torch_paths("torch", {"foreach": False}, "the single-tensor reference path")
+    adam, adamw = torch_paths("torch", TORCH_PATHS["for-loop"], "the single-tensor reference path")
     return adam if spec == "adam" else adamw
 
 

@@ -65,13 +65,7 @@ def allowance(case: Case, declared: StatePrecision) -> Trace:
 
 def _run(case: Case, spec: Spec, declared: StatePrecision | None = None) -> tuple[Trace, Trace | None]:
     """The exact trajectory and, for a `declared` state format, the bounds of `allowance`."""
-    theta = [_real_view(p.init) for p in case.params]
-    start = case.resume.moments if case.resume else [{}] * len(theta)
-    m, v, v_max = ([_real_view(s[key]) if key in s else np.zeros_like(x) for x, s in zip(theta, start)]
-                   for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
-    bounds = [_Bound(declared, x, m[i], v[i], v_max[i], p.layout == "contiguous")
-              if declared and p.init.size >= declared.from_elements else None
-              for i, (x, p) in enumerate(zip(theta, case.params))]
+    theta, m, v, v_max, bounds = _start(case, declared)
     before = case.resume.step if case.resume else 0
     count = [before] * len(theta)
     hyper = [dict(lr=g.lr, betas=g.betas, eps=g.eps, weight_decay=g.weight_decay, maximize=g.maximize)
@@ -116,6 +110,19 @@ def _run(case: Case, spec: Spec, declared: StatePrecision | None = None) -> tupl
                                for x, b in zip(theta, bounds)])
 
     return _trace(case, steps, snapshots, losses), _trace(case, steps, widths, losses) if declared else None
+
+
+def _start(case: Case, declared: StatePrecision | None) -> tuple[list, list, list, list, list]:
+    """Before the first step: θ, m, v and v̄ by parameter (resumed, else zero), and the bounds
+    carried for a parameter stored in the `declared` format (else None)."""
+    theta = [_real_view(p.init) for p in case.params]
+    start = case.resume.moments if case.resume else [{}] * len(theta)
+    m, v, v_max = ([_real_view(s[key]) if key in s else np.zeros_like(x) for x, s in zip(theta, start)]
+                   for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
+    bounds = [_Bound(declared, x, m[i], v[i], v_max[i], p.layout == "contiguous")
+              if declared and p.init.size >= declared.from_elements else None
+              for i, (x, p) in enumerate(zip(theta, case.params))]
+    return theta, m, v, v_max, bounds
 
 
 def _adam_step(theta, g, m, v, v_max, t, h, amsgrad, decay, spec):
