@@ -1,7 +1,7 @@
 """The drift table across real torch releases (docs/releases/, written by tox): every declared
-release has its reports, the table and the README's short one are generated from them and
-current, real drift between real releases shows in `compare`, and the matrix workflow's
-comparison fails on a planted change and passes on the committed reports."""
+release has its reports, the table and the short one in docs/torch-releases.md are generated
+from them and current, real drift between real releases shows in `compare`, and the matrix
+workflow's comparison fails on a planted change and passes on the committed reports."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from conformance.report import compare
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "releases"
+#: The page with the short table.
+PAGE = ROOT / "docs" / "torch-releases.md"
 
 
 def _declared() -> list[str]:
@@ -29,7 +31,7 @@ def _declared() -> list[str]:
 
 def test_every_declared_release_has_its_reports_and_the_table_is_current(capsys):
     assert sorted(p.name for p in DOCS.iterdir() if p.is_dir()) == sorted(_declared())
-    assert releases.main([str(DOCS), "--readme", str(ROOT / "README.md"), "--check"]) == 0, capsys.readouterr().err
+    assert releases.main([str(DOCS), "--readme", str(PAGE), "--check"]) == 0, capsys.readouterr().err
 
 
 def test_the_table_answers_an_upgrades_questions_from_the_reports():
@@ -53,12 +55,12 @@ def test_real_releases_differ_in_compare_where_torch_changed():
 @pytest.fixture
 def copied(tmp_path) -> Path:
     shutil.copytree(DOCS, tmp_path / "releases")
-    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    shutil.copy(PAGE, tmp_path / PAGE.name)
     return tmp_path
 
 
 def test_a_missing_or_edited_report_makes_the_table_stale(copied, capsys):
-    args = [str(copied / "releases"), "--readme", str(copied / "README.md"), "--check"]
+    args = [str(copied / "releases"), "--readme", str(copied / PAGE.name), "--check"]
     assert releases.main(args) == 0
     last = copied / "releases" / max(_declared(), key=releases.version_key)
     report = json.loads((last / "torch-fused.json").read_text())

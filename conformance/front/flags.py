@@ -44,7 +44,7 @@ def workers(text: str) -> int | str:
 
 
 def world_size(text: str) -> int:
-    """Processes a distributed target runs on: 1 to MAX_WORLD_SIZE."""
+    """A number of processes, 1 to MAX_WORLD_SIZE (8)."""
     text = str(text).strip()
     if text.isdigit() and 1 <= int(text) <= MAX_WORLD_SIZE:
         return int(text)

@@ -22,7 +22,7 @@ VERSION = 3
 
 def document(target, header: list[str], seed: int, results, duration: float, diagnosis: dict | None = None,
              preflight=None, skipped=(), fingerprint: dict | None = None) -> dict:
-    """The report of a certification run, as the JSON document (schema in the README).
+    """The report of a certification run, as the JSON document (schema: report.schema.json).
     `diagnosis` is `conformance.diagnose.document` of a target that failed; `preflight` what
     the preflight found; `skipped` the checks skipped on request; `fingerprint` the installed
     torch's (`report.fingerprint`)."""
