@@ -25,8 +25,10 @@ POINTS = {
     "bias_correction": ("both", "first", "second", "none"),
     # max of the raw v | max of the corrected v̂ | no max
     "amsgrad": ("raw_max", "corrected_max", "ignored"),
-    # t counts a parameter's own steps | its group's steps | every step() call
-    "step_count": ("per_param", "per_group", "global"),
+    # t counts a parameter's own steps | its group's steps | every step() call | every call since its group
+    # joined | its group's first parameter's steps | the group's calls, folded into debiased betas
+    # 1 - (1-β)/(1-βᵗ) on moments kept debiased
+    "step_count": ("per_param", "per_group", "global", "per_group_call", "first_param", "debiased"),
     # a parameter without a grad is skipped | stepped as if its gradient were zero
     "missing_grad": ("skipped", "zero"),
     # g ← -g before decay | γ ← -γ for the whole step (decay reverses too) | g ← -(g + λθ) | no effect

@@ -142,7 +142,8 @@ def certify(args: Options, found: Preflight | None = None) -> int:
     if any(r.status == "failed" for r in results):  # a hang or a crash alone says nothing of the arithmetic
         limit = args.check_timeout or found.check_timeout(target.profile)
         dropped = (*args.without, *(note.feature for note in found.dropped))
-        diagnosis = isolation.diagnosis(dataclasses.replace(args, without=dropped), target, limit, out)
+        so_far = certificate.document(target, header, args.seed, results, time.time() - started, None, found, args.skip)
+        diagnosis = isolation.diagnosis(dataclasses.replace(args, without=dropped), target, limit, out, so_far)
     torch_print = fingerprint(progress=lambda line: out.write(f"{line}\n"))
     doc = certificate.document(target, header, args.seed, results, time.time() - started, diagnosis, found, args.skip,
                                torch_print)

@@ -89,25 +89,33 @@ def _options(args: argparse.Namespace, command: str, target: str = "") -> Option
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    """Say which known Adam variant a target implements, point by point. Exit 0."""
+    """Say which known Adam variant a target implements, point by point: certify's preflight
+    first, then the probes, then parity (from --report, else a quick check of its own). Exit 0."""
     import json
     from pathlib import Path
 
     from conformance import diagnose
     from conformance.front.options import target_of, writable
     from conformance.report.environment import describe_environment
+    from conformance.run import preflight
 
     opts = _options(args, "diagnose", args.target)
     target = target_of(opts)
     writable(opts.json, "--json")
-    print("adam-conformance diagnose\n" + "".join(f"  {line}\n" for line in describe_environment(target, seed=0)[:4]))
     try:
-        findings = diagnose.diagnose(target)
+        certified = diagnose.read_report(args.report, target) if args.report else None
+    except diagnose.ReportError as e:
+        raise UsageError(str(e)) from None
+    found = preflight.run(target)  # a target it cannot use at all: PreflightError, one line
+    header = [line for line in describe_environment(found.apply(target), 0, found) if not line.startswith("profile ")]
+    print("adam-conformance diagnose\n" + "".join(f"  {line}\n" for line in header))
+    try:
+        diagnosis = diagnose.examine(target, certified, found)
     except Exception as e:  # a target the probes cannot drive: one line, not a traceback
         raise UsageError(f"{args.target} could not be diagnosed: {type(e).__name__}: {e}") from None
-    print(diagnose.render(target, findings))
+    print(diagnosis.render())
     if args.json:
-        Path(args.json).write_text(json.dumps(diagnose.document(target, findings), indent=1) + "\n")
+        Path(args.json).write_text(json.dumps(diagnosis.document(), indent=1) + "\n")
         print(f"JSON: {args.json}")
     return 0
 
@@ -186,6 +194,10 @@ def _certify_arguments(p: argparse.ArgumentParser) -> None:
 
 def _diagnose_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="TARGET", help=TARGET_HELP)
+    p.add_argument("--report", metavar="R.json",
+                   help="certify's JSON report of TARGET (certify --json): where it failed parity, diagnose never "
+                        "calls TARGET torch's at every point, and quotes its headline and needs: line (default: a "
+                        "quick parity check of diagnose's own)")
 
 
 def _survey_arguments(p: argparse.ArgumentParser) -> None:

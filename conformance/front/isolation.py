@@ -56,17 +56,22 @@ def preflight(opts: Options, target: Target) -> Preflight:
         return Preflight.from_json(json.loads(path.read_text()))
 
 
-def diagnosis(opts: Options, target: Target, limit: float, out) -> dict | None:
+def diagnosis(opts: Options, target: Target, limit: float, out, report: dict | None = None) -> dict | None:
     """`adam-conformance diagnose` of the target `opts` name, which failed (it may hang or
-    crash): its findings, or None, with what stopped it written to `out`."""
+    crash), given certify's `report` of it so far (``--report``): its findings, or None, with
+    what stopped it written to `out`."""
     out.write("\ndiagnosing which known variant it implements...\n")
     out.flush()
     limit = max(limit, DIAGNOSIS_TIMEOUT)
     with tempfile.TemporaryDirectory(prefix="adam-conformance-") as scratch:
-        path = Path(scratch) / "diagnosis.json"
+        path, given = Path(scratch) / "diagnosis.json", Path(scratch) / "report.json"
         asked = dataclasses.replace(opts, spec=target.spec, device=target.device, json=str(path))
+        argv = ["diagnose", *asked.argv("diagnose")]
+        if report is not None:
+            given.write_text(json.dumps(report))
+            argv += ["--report", str(given)]
         try:
-            done = forked.run(_command, (["diagnose", *asked.argv("diagnose")],), limit)
+            done = forked.run(_command, (argv,), limit)
         except subprocess.TimeoutExpired:
             out.write(f"  no diagnosis: it ran past the {limit:g} s limit\n")
             return None

@@ -72,7 +72,7 @@ def _run(case: Case, spec: Spec, declared: StatePrecision | None = None) -> tupl
              for g in case.groups]
     record = set(case.recorded)
     steps, snapshots, widths, losses = [], [], [], []
-    group_steps, calls = [before] * len(case.groups), before
+    group_steps, group_calls, calls = [before] * len(case.groups), [before] * len(case.groups), before
 
     with np.errstate(all="ignore"):  # IEEE semantics: inf and NaN propagate silently
         for t, step in enumerate(case.steps, start=1):
@@ -90,11 +90,12 @@ def _run(case: Case, spec: Spec, declared: StatePrecision | None = None) -> tupl
                 if group.added_at > t:
                     continue
                 group_steps[j] += any(grads[i] is not None for i in group.params)
+                group_calls[j] += 1
                 for i in group.params:
                     if grads[i] is None:
                         continue
                     count[i] += 1
-                    t_i = {"per_param": count[i], "per_group": group_steps[j], "global": calls}[spec.step_count]
+                    t_i = _count(spec, count, i, group, group_steps[j], group_calls[j], calls)
                     decay = spec.decay_mode(group.decoupled_weight_decay)
                     if bounds[i]:
                         bounds[i].carry(grads[i], theta[i], hyper[j], decay)
@@ -125,6 +126,15 @@ def _start(case: Case, declared: StatePrecision | None) -> tuple[list, list, lis
     return theta, m, v, v_max, bounds
 
 
+def _count(spec: Spec, count: list[int], i: int, group, group_step: int, group_call: int, calls: int) -> int:
+    """The t of parameter `i`'s step under the spec's step count: its own steps, its group's
+    steps, every step() call, every call since its group joined (so too for debiased betas,
+    which `_adam_step` applies), or its group's first parameter's steps (a bucket's count
+    kept on one tensor)."""
+    return {"per_param": count[i], "per_group": group_step, "global": calls, "per_group_call": group_call,
+            "first_param": max(count[group.params[0]], 1), "debiased": group_call}[spec.step_count]
+
+
 def _adam_step(theta, g, m, v, v_max, t, h, amsgrad, decay, spec):
     """One step of one parameter (all arrays real, longdouble). Returns θ, m, v, v̄."""
     lr, (beta1, beta2), eps, wd = X(h["lr"]), map(X, h["betas"]), X(h["eps"]), X(h["weight_decay"])
@@ -142,10 +152,13 @@ def _adam_step(theta, g, m, v, v_max, t, h, amsgrad, decay, spec):
             g = g + wd * theta
     if h["maximize"] and spec.maximize == "negate_after_decay":
         g = -g
+    debiased = spec.step_count == "debiased"  # the moments kept debiased, by betas 1 - (1-β)/(1-βᵗ)
+    if debiased:
+        beta1, beta2 = (1 - (1 - b) / (1 - _power(b, t)) for b in (beta1, beta2))
     m = beta1 * m + (1 - beta1) * g
     v = beta2 * v + (1 - beta2) * g * g
-    bias1 = 1 - _power(beta1, t) if spec.bias_correction in ("both", "first") else X(1)
-    bias2 = 1 - _power(beta2, t) if spec.bias_correction in ("both", "second") else X(1)
+    bias1 = 1 - _power(beta1, t) if spec.bias_correction in ("both", "first") and not debiased else X(1)
+    bias2 = 1 - _power(beta2, t) if spec.bias_correction in ("both", "second") and not debiased else X(1)
     second = v
     if amsgrad and spec.amsgrad == "raw_max":
         v_max = second = np.maximum(v_max, v)
