@@ -31,6 +31,13 @@ PROFILE = os.environ.get("ADAM_CONFORMANCE_PROFILE", "standard")
 TRITON_AT_QUICK = triton_fused.INTERPRETED and "ADAM_CONFORMANCE_PROFILE" not in os.environ
 
 
+#: The whole catalogue runs on every built-in in CI; the fast inner loop (``-m "not slow"``) runs
+#: it on eager alone, which reaches every check: the other built-ins are marked slow.
+FAST = ("eager",)
+
+pytestmark = pytest.mark.catalogue
+
+
 def target(name: str) -> Target:
     impl = resolve(name)
     if name.startswith("torch-fused"):
@@ -40,7 +47,8 @@ def target(name: str) -> Target:
 
 
 @pytest.mark.parametrize("check_id", sorted(CATALOGUE))
-@pytest.mark.parametrize("name", BUILTINS + CUDA_BUILTINS)
+@pytest.mark.parametrize("name", [pytest.param(name, marks=() if name in FAST else pytest.mark.slow)
+                                  for name in BUILTINS + CUDA_BUILTINS])
 def test_passes_every_check_it_claims(name, check_id):
     chk, tgt = CATALOGUE[check_id], target(name)
     if DEVICE not in tgt.impl.devices:

@@ -23,6 +23,9 @@ SCHEMA = json.loads(certificate.SCHEMA_PATH.read_text())
 # What runs on a plain CPU target: the CUDA-only and the sharded checks are skipped, with their reason.
 ON_CPU = [check_id for check_id, chk in CATALOGUE.items() if chk.device != "cuda" and not chk.sharded]
 
+# Every test but the last runs the command line (e2e); those whose targets are planted bugs or hostile
+# targets are the zoo's too.
+
 PLANTED = '''
 import torch
 
@@ -116,6 +119,7 @@ def _statuses(doc: dict) -> dict[str, str]:
     return {c["id"]: c["status"] for c in doc["checks"]}
 
 
+@pytest.mark.e2e
 def test_a_conformant_target_exits_0_and_touches_nothing_but_its_reports(workdir, tmp_path_factory):
     before, temp = set(workdir.iterdir()), tmp_path_factory.mktemp("TMPDIR")
     result = certify(workdir, "eager", "--json", "report.json", "--junit", "junit.xml", TMPDIR=str(temp))
@@ -139,6 +143,8 @@ def test_a_conformant_target_exits_0_and_touches_nothing_but_its_reports(workdir
     assert len(list(cases)) == len(CATALOGUE)
 
 
+@pytest.mark.e2e
+@pytest.mark.zoo
 def test_a_planted_bug_exits_1_with_reproducers_and_the_plugin_agrees(workdir):
     """One certify run: its verdict, diagnosis and standalone reproducers; then the pytest
     plugin on the same target passes and fails the same checks."""
@@ -181,6 +187,8 @@ def test_a_planted_bug_exits_1_with_reproducers_and_the_plugin_agrees(workdir):
     assert statuses == _statuses(doc)
 
 
+@pytest.mark.e2e
+@pytest.mark.zoo
 @pytest.mark.parametrize("name, expected", [
     ("NaNEverywhere", "OVER BUDGET"),
 ])
@@ -193,6 +201,8 @@ def test_a_broken_target_fails_with_what_happened(workdir, name, expected):
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.e2e
+@pytest.mark.zoo
 def test_a_hanging_target_times_out_check_by_check_and_the_run_finishes(workdir):
     result = certify(workdir, "hostile_targets:Hangs", "--json", "report.json", "--check-timeout", "1")
     assert result.returncode == 1
@@ -203,6 +213,8 @@ def test_a_hanging_target_times_out_check_by_check_and_the_run_finishes(workdir)
     assert doc["diagnosis"] is None and "diagnosing" not in result.stdout  # errors alone: nothing to diagnose
 
 
+@pytest.mark.e2e
+@pytest.mark.zoo
 def test_a_target_stuck_in_native_code_loses_its_worker_and_the_run_goes_on(workdir):
     result = certify(workdir, "hostile_targets:HangsInNativeCode", "--json", "report.json", "--check-timeout", "3")
     doc = _report(workdir / "report.json")
@@ -211,6 +223,8 @@ def test_a_target_stuck_in_native_code_loses_its_worker_and_the_run_goes_on(work
     assert doc["summary"]["passed"] == len(ON_CPU) - 1 and result.returncode == 1
 
 
+@pytest.mark.e2e
+@pytest.mark.zoo
 def test_a_crashing_target_errors_one_check_and_the_run_goes_on(workdir):
     result = certify(workdir, "hostile_targets:CrashesTheWorker", "--json", "report.json")
     doc = _report(workdir / "report.json")
@@ -219,6 +233,8 @@ def test_a_crashing_target_errors_one_check_and_the_run_goes_on(workdir):
     assert doc["summary"]["passed"] == len(ON_CPU) - 1 and result.returncode == 1
 
 
+@pytest.mark.e2e
+@pytest.mark.zoo
 def test_a_target_that_changes_global_state_fails_that_check_only(workdir):
     result = certify(workdir, "hostile_targets:ChangesGlobalState", "--json", "report.json")
     assert result.returncode == 1
@@ -227,6 +243,7 @@ def test_a_target_that_changes_global_state_fails_that_check_only(workdir):
     assert {statuses[check_id] for check_id in ON_CPU if check_id in statuses} == {"passed"}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name, spec", [("field:ForeachAdam", "adam"), ("field:ForeachAdamW", "adamw")])
 def test_torchs_foreach_adam_is_certified_with_one_note_about_tensor_lr(workdir, name, spec):
     result = certify(workdir, name, "--json", "report.json")
@@ -238,6 +255,7 @@ def test_torchs_foreach_adam_is_certified_with_one_note_about_tensor_lr(workdir,
     assert [n["feature"] for n in doc["preflight"]["dropped"]] == ["tensor_lr"] and notes[0] in result.stdout
 
 
+@pytest.mark.e2e
 def test_torchs_fused_cpu_adam_is_told_to_need_a_gradient_strided_unlike_its_parameter(workdir):
     result = certify(workdir, "field:FusedAdam", "--json", "report.json")
     assert result.returncode == 1
@@ -250,6 +268,7 @@ def test_torchs_fused_cpu_adam_is_told_to_need_a_gradient_strided_unlike_its_par
     assert "complex dropped from the claims" in result.stdout  # fused kernels take no complex parameters
 
 
+@pytest.mark.e2e
 def test_skip_certifies_everything_but_the_checks_named(workdir):
     result = certify(workdir, "field:Unvalidated", "--skip", "contract.invalid-hyperparameters",
                      "--json", "report.json")
@@ -262,6 +281,8 @@ def test_skip_certifies_everything_but_the_checks_named(workdir):
         "CONFORMANT except skipped: contract.invalid-hyperparameters: field:Unvalidated behaves like")
 
 
+@pytest.mark.e2e
+@pytest.mark.zoo
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_several_targets_are_certified_in_one_run_with_a_report_each(workdir, jobs):
     """eager and a planted bug in one command, one after another or two at a time: a report and
@@ -283,6 +304,8 @@ def test_several_targets_are_certified_in_one_run_with_a_report_each(workdir, jo
 
 
 
+@pytest.mark.e2e
+@pytest.mark.zoo
 def test_a_recorded_target_is_certified_and_reported_but_its_verdict_is_not_the_exit_code(workdir):
     """tox's use: the built-ins must pass, torch's own paths are measured (`--record`)."""
     result = certify(workdir, "eager", "--record", "planted:NoBiasCorrectionAdam", "--json", "reports", "--jobs", "2",
@@ -310,10 +333,32 @@ BAD_INPUT = {
 }
 
 
-@pytest.mark.parametrize("what", sorted(BAD_INPUT))
+@pytest.mark.e2e
+@pytest.mark.parametrize("what", [
+    pytest.param(what, marks=pytest.mark.zoo if BAD_INPUT[what][0][0].startswith("hostile_targets:") else ())
+    for what in sorted(BAD_INPUT)])
 def test_bad_input_exits_2_with_one_line(workdir, what):
     args, message = BAD_INPUT[what]
     result = certify(workdir, *args)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_certify_runs_in_this_process_on_the_checks_not_skipped(tmp_path, monkeypatch, capsys):
+    """The fast inner loop's certify (the tests above run the command end to end): the command
+    line's `main` in this process, its checks here too (-n 0), all but two skipped on request; the
+    report is valid and says what ran, passed and was skipped."""
+    from conformance.front.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    kept = ["contract.closure", "parity.golden"]
+    skipped = [check_id for check_id in CATALOGUE if check_id not in kept]
+    code = main(["certify", "eager", "--profile", "quick", "-n", "0", "--json", "report.json",
+                 *(arg for check_id in skipped for arg in ("--skip", check_id))])
+    out = capsys.readouterr().out
+    assert code == 0, out[-3000:]
+    doc = _report(tmp_path / "report.json")
+    assert doc["skipped_on_request"] == skipped and [_statuses(doc)[c] for c in kept] == ["passed", "passed"]
+    assert doc["summary"] == {"passed": 2, "failed": 0, "skipped": len(skipped), "error": 0}
+    assert "CONFORMANT except skipped:" in out and "eager behaves like torch.optim.Adam" in out

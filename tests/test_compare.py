@@ -112,6 +112,7 @@ def _cli(tmp_path, a, b, *args) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+@pytest.mark.e2e
 def test_the_command_exits_1_on_a_semantic_change_and_writes_json(tmp_path):
     a, b = _report(), _report()
     b["checks"][1]["status"] = "failed"
@@ -131,6 +132,7 @@ BAD = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("what", sorted(BAD))
 def test_unusable_input_exits_2_with_one_line(tmp_path, what):
     text, message = BAD[what]

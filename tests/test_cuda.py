@@ -48,6 +48,7 @@ def test_torch_declares_what_its_cuda_paths_promise():
     assert not {"capturable", "allocation_free"} & resolve("torch").claims  # declared, never assumed
 
 
+@pytest.mark.zoo
 @pytest.mark.parametrize("cls", cuda_mutants.MUTANTS + cuda_mutants.CORRECT, ids=lambda c: c.__name__)
 def test_a_cuda_mutant_passes_parity_on_the_cpu(cls):
     """Its bug is on the device or in capture, which the CPU cannot show: the CUDA zoo is needed."""
@@ -89,6 +90,7 @@ def test_cuda_unusable_says_why_in_one_line(monkeypatch, build, cuda_version, in
     assert says in problem and "\n" not in problem and build in problem
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(torch_features.cuda_unusable() is None, reason="a usable GPU is here")
 @pytest.mark.parametrize("command", [
     ["-m", "conformance", "certify", "eager", "--device", "cuda", "--profile", "quick"],
@@ -138,6 +140,7 @@ def write_interpreted(directory: str, *names: str) -> None:
         (Path(directory) / f"{name}.json").write_text(json.dumps(meta))
 
 
+@pytest.mark.e2e
 @ON_CUDA
 def test_the_triton_kernel_natively_matches_its_interpreted_run_and_the_oracle(tmp_path):
     names = _triton_scenarios()

@@ -30,11 +30,11 @@ def test_torch_fused_cpu_adam_fails_only_on_a_gradient_strided_unlike_its_parame
     assert len(case.params) == 1 and case.params[0].grad_layout != case.params[0].layout
 
 
-@pytest.mark.parametrize("mutant, feature", [
+@pytest.mark.parametrize("mutant, feature", [  # 2 to 6 s each: the fast inner loop runs the first
     (mutants.HalfPathNoBiasCorrection, "a float16 or bfloat16 parameter"),
-    (mutants.GroupsShareFirstGroupsHyperparameters, "several param groups"),
-    (mutants.ZeroDimPathNoBiasCorrection, "a 0-d parameter"),
-    (mutants.TensorLrPathNoBiasCorrection, "lr given as a Tensor"),
+    pytest.param(mutants.GroupsShareFirstGroupsHyperparameters, "several param groups", marks=pytest.mark.slow),
+    pytest.param(mutants.ZeroDimPathNoBiasCorrection, "a 0-d parameter", marks=pytest.mark.slow),
+    pytest.param(mutants.TensorLrPathNoBiasCorrection, "lr given as a Tensor", marks=pytest.mark.slow),
 ])
 def test_a_branch_confined_bug_is_explained_by_its_branch(mutant, feature):
     failure = _failure(target_of(mutant, "quick"), "parity.trajectory")

@@ -76,6 +76,7 @@ def test_past_its_time_limit_it_is_killed_with_what_it_started(tmp_path):
     assert not alive(grandchild)
 
 
+@pytest.mark.e2e
 def test_a_long_tmpdir_does_not_stop_the_server(tmp_path):
     """multiprocessing's sockets live in TMPDIR, and a Unix socket's path has at most 107 bytes."""
     deep = tmp_path / ("a-long-folder-name-" * 6)

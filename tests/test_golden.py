@@ -78,6 +78,7 @@ def test_a_malformed_manifest_is_detected(copy, capsys):
     assert code == 1 and "SHA256SUMS line 1: malformed" in err
 
 
+@pytest.mark.slow
 def test_regenerate_rebuilds_every_file_bit_for_bit(tmp_path):
     written = golden.regenerate(tmp_path, progress=lambda line: None)
     committed = sorted(p.name for p in golden.DEFAULT_DIR.iterdir())

@@ -20,8 +20,20 @@ def _golden(name: str):
     return case, trace, [runner.run(reference, c, DEVICE) for c in budget.reference_cases(case)]
 
 
-@pytest.mark.parametrize("scenario", golden.scenarios())
-@pytest.mark.parametrize("name", BASE)
+#: The fast inner loop (``-m "not slow"``): on torch's paths and the eager and foreach built-ins,
+#: every golden trace but the notebook's 100000-element MLP; on the compiled and Triton ones (a
+#: graph compiled per dtype and flag; the interpreter, 0.3 to 30 s a trace), the two basic traces.
+#: The rest is marked slow.
+FAST_ON = {"compiled": {"basic-adam", "basic-adamw"}, "triton": {"basic-adam", "basic-adamw"}}
+
+
+def _slow(name: str, scenario: str) -> bool:
+    return scenario == "mlp-notebook" or scenario not in FAST_ON.get(name, {scenario})
+
+
+@pytest.mark.parametrize(("name", "scenario"), [
+    pytest.param(name, scenario, marks=pytest.mark.slow if _slow(name, scenario) else (), id=f"{name}-{scenario}")
+    for name in BASE for scenario in golden.scenarios()])
 def test_reproduces_the_golden_trace_within_budget(name, scenario):
     case, oracle_trace, references = _golden(scenario)
     impl = resolve(name if case.spec == "adam" else f"{name}-adamw")

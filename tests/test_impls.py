@@ -107,9 +107,18 @@ def _config_id(c: dict) -> str:
     return f"{c['spec']}-ams{int(c['amsgrad'])}-max{int(c['maximize'])}-wd{c['weight_decay']}"
 
 
-@pytest.mark.parametrize("config", GRID, ids=_config_id)
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
-@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+def _runs() -> list:
+    """Every implementation, dtype and config. The fast inner loop (``-m "not slow"``) runs one
+    config for each implementation and dtype, the configs taken in turn so that each runs twice;
+    the rest of the grid is marked slow."""
+    fast = {(name, dtype): GRID[(len(DTYPES) * i + j) % len(GRID)]
+            for i, name in enumerate(IMPLEMENTATIONS) for j, dtype in enumerate(DTYPES)}
+    return [pytest.param(name, dtype, config, marks=() if config is fast[name, dtype] else pytest.mark.slow,
+                         id=f"{name}-{str(dtype).removeprefix('torch.')}-{_config_id(config)}")
+            for name in IMPLEMENTATIONS for dtype in DTYPES for config in GRID]
+
+
+@pytest.mark.parametrize(("name", "dtype", "config"), _runs())
 def test_matches_torch_single_tensor_step_by_step(name, dtype, config):
     config = dict(config)
     spec = config.pop("spec")

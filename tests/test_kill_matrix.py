@@ -18,12 +18,18 @@ ON_CUDA = pytest.mark.skipif(_NO_CUDA is not None, reason=f"CUDA only: {_NO_CUDA
 _NO_PROCESSES = distributed.unusable(Sharding("dtensor"))
 ACROSS_PROCESSES = pytest.mark.skipif(_NO_PROCESSES is not None, reason=f"torch.distributed: {_NO_PROCESSES}")
 MARKS = {"cpu": [], "cuda": [ON_CUDA], "sharded": [ACROSS_PROCESSES]}
+#: The whole zoo takes ten minutes and more on two cores, a few seconds a mutant and half a minute
+#: a sharded one: the fast inner loop (``-m "not slow"``) kills one mutant on the CPU, and the rest
+#: of the zoo is marked slow.
+FAST = {mutants.NoBiasCorrection}
+
+pytestmark = pytest.mark.zoo
 
 
 def _zoo(which: int):
     """(class, device) of every zoo's mutants (which=0) or correct variants (which=1)."""
     return [pytest.param(cls, device, id=cls.__name__ + ("" if device == "cpu" else f"-{device}"),
-                         marks=MARKS[device])
+                         marks=MARKS[device] + ([] if device == "cpu" and cls in FAST else [pytest.mark.slow]))
             for device, zoo in ZOOS.items() for cls in zoo[which]]
 
 

@@ -21,7 +21,9 @@ def _widened(case: Case) -> Case:
     return dataclasses.replace(case, params=params)
 
 
-@pytest.mark.parametrize("name", golden.scenarios())
+#: The notebook's 100000-element MLP over 500 steps takes half a minute: slow.
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow if name == "mlp-notebook" else ())
+                                  for name in golden.scenarios()])
 def test_oracle_agrees_with_torch_in_float64(name):
     """Beyond 1e-12 where tests/known.py says why (the evidence is the failing assertion)."""
     _, case, _ = golden.read_scenario(golden.DEFAULT_DIR, name)

@@ -34,6 +34,7 @@ def test_the_fast_inner_loop_deselects_the_slow_and_end_to_end_tests():
             '.venv/bin/python -m pytest -n auto -m "not slow and not e2e"', page
 
 
+@pytest.mark.e2e
 def test_the_readme_example_optimizer_is_certified(tmp_path):
     import subprocess
     import sys

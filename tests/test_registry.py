@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import runpy
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import conformance
 from conformance import FEATURES, Implementation, TargetError, resolve
 from conformance.front.cli import main
 from conformance.registry import registered
@@ -115,6 +118,7 @@ def test_bad_targets_exit_2_with_one_line_saying_what_and_how(case, bad_modules,
     assert what in err and how in err
 
 
+@pytest.mark.e2e
 def test_a_bad_target_gives_no_traceback_from_the_console_script(tmp_path):
     (tmp_path / "broken_mod.py").write_text("raise RuntimeError('boom')\n")
     result = subprocess.run(
@@ -124,6 +128,18 @@ def test_a_bad_target_gives_no_traceback_from_the_console_script(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "RuntimeError: boom" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_python_m_conformance_runs_the_command_line_and_exits_with_its_code(user_module, monkeypatch, capsys):
+    """conformance/__main__.py, run in this process as `python -m conformance list boom_mod:Adam`
+    runs it (the test above runs it end to end): exit 2 with one line, no traceback."""
+    user_module("boom_mod", "raise RuntimeError('boom')\n")
+    monkeypatch.setattr(sys, "argv", ["conformance", "list", "boom_mod:Adam"])
+    with pytest.raises(SystemExit) as exited:  # run_module would meet pytest's import hook: the plugin's package
+        runpy.run_path(str(Path(conformance.__file__).with_name("__main__.py")), run_name="__main__")
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1
+    assert "RuntimeError: boom" in err and "Traceback" not in err
 
 
 def test_list_shows_every_implementation_with_claims_and_where_it_runs(capsys):

@@ -86,6 +86,7 @@ def test_the_matrix_comparison_passes_on_the_committed_reports_and_fails_on_plan
     assert "torch.json: 2 semantic change(s) from the committed torch 2.13.0 report" in err and "reworded" in err
 
 
+@pytest.mark.e2e
 def test_the_fused_strided_gradient_reproducer_agrees_with_the_reports_of_the_installed_release():
     import subprocess
     import sys

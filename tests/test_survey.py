@@ -62,6 +62,7 @@ def _row(name, verdict="conformant", cells=None, version="1.0", package="pkg"):
     return found | {"cells": cells or {"parity": "passed", "contract": "passed"}}
 
 
+@pytest.mark.e2e
 def test_compare_on_two_surveys_shows_the_cells_and_verdicts_that_changed(tmp_path):
     a = _survey([_row("pkg-adamw"), _row("pkg-adam")])
     b = _survey([_row("pkg-adamw", "not conformant", {"parity": "failed", "contract": "passed"}, "1.1"),
@@ -87,6 +88,8 @@ def test_compare_on_two_surveys_shows_the_cells_and_verdicts_that_changed(tmp_pa
     assert "Traceback" not in mixed.stderr
 
 
+@pytest.mark.e2e
+@pytest.mark.zoo
 def test_the_survey_command_writes_a_row_per_target_whatever_becomes_of_each(tmp_path):
     """A conformant optimizer, a planted bug, one that raises in step(), one that writes to the
     terminal, an adapter whose package is absent and one for CUDA only: each a row, the table
@@ -129,6 +132,25 @@ def test_the_survey_command_writes_a_row_per_target_whatever_becomes_of_each(tmp
     assert page.count("<tr data-package=") == 6 and "http" not in page.replace("http-equiv", "")
 
 
+def test_targets_that_cannot_run_here_are_rows_that_say_why_without_a_certify_run(tmp_path, capsys):
+    """The fast inner loop's survey, in this process: an adapter whose package is absent and one
+    for CUDA only are skipped rows saying why, and the table, the page and the JSON are written."""
+    from conformance.front.cli import main
+
+    absent = [name for name in sorted(ADAPTERS) if name != "apex-fusedadam" and _absent(name)][:1]
+    targets = [*absent, "apex-fusedadam"]
+    assert main(["survey", *targets, "--out", str(tmp_path / "out")]) == 0
+    said = capsys.readouterr()
+    assert f"surveying 0 of {len(targets)} targets" in said.err and f"surveyed {len(targets)} targets" in said.out
+    out = tmp_path / "out"
+    rows = {r["target"]: r for r in json.loads((out / "survey.json").read_text())["rows"]}
+    assert list(rows) == targets and {r["verdict"] for r in rows.values()} == {"skipped"}
+    assert rows["apex-fusedadam"]["reason"].startswith("runs on cuda only")
+    assert all("not installed here" in rows[name]["reason"] for name in absent)
+    assert sum(line.startswith("| `") for line in (out / "survey.md").read_text().splitlines()) == len(targets)
+    assert (out / "survey.html").read_text().count("<tr data-package=") == len(targets)
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--disable-quic"]
@@ -144,6 +166,7 @@ def test_a_row_says_its_declared_state_and_its_set_up_time():
     assert "CONFORMANT (declared 8-bit state)" in table.html(_survey([row]))
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install chromium)")
 def test_the_page_renders_and_filters_in_a_real_browser(tmp_path):
     """Chromium, headless: the page's filter (package, from its address) hides the other

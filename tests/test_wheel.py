@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: torch from the same place the README's set-up takes it (the local CPU wheel).
 TORCH = "torch==2.13.0"
 
+pytestmark = pytest.mark.e2e
+
 
 def _run(argv, cwd, timeout=900) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTHONPATH"))}
@@ -48,7 +50,6 @@ def _statuses(path: Path) -> dict:
     return {c["id"]: (c["status"], c["parity"] and c["parity"]["error"]) for c in doc["checks"]}
 
 
-@pytest.mark.slow
 def test_the_installed_wheel_certifies_as_the_checkout_does(installed, tmp_path):
     verified = _run([str(installed / "adam-conformance"), "golden", "verify"], tmp_path)
     assert verified.returncode == 0 and "site-packages" in verified.stdout, verified.stdout + verified.stderr
@@ -61,7 +62,6 @@ def test_the_installed_wheel_certifies_as_the_checkout_does(installed, tmp_path)
     assert _statuses(tmp_path / "wheel.json")["parity.golden"][0] == "passed"
 
 
-@pytest.mark.slow
 def test_tampered_or_missing_installed_golden_data_is_an_error_never_a_skip(installed, tmp_path):
     site = next(installed.parent.glob("lib/python*/site-packages"))
     golden = site / "conformance" / "data" / "golden"

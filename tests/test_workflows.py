@@ -75,6 +75,7 @@ def test_the_gate_script_is_bash_and_certifies_every_builtin_and_torchs_gpu_path
     assert 'certify "$1" --device cuda --profile quick' in text
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(torch_features.cuda_unusable() is None, reason="a usable GPU is here")
 @pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "adam-conformance").exists(), reason="no .venv: the gate sets one up")
 def test_the_gate_fails_without_a_usable_gpu(tmp_path):
