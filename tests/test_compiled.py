@@ -71,7 +71,13 @@ def test_graphs_are_bounded_by_the_static_variants():
 
 @pytest.fixture
 def fresh_compiled(monkeypatch):
+    """No compiled step yet, and dynamo's caches cleared: the step's code object may have been
+    compiled up to its recompile limit by earlier tests in this worker, past which dynamo runs
+    it uncompiled without calling the backend at all."""
     monkeypatch.setattr(compiled, "_compiled_step", None)
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
 
 
 def test_falls_back_with_a_warning_where_compile_is_unsupported(fresh_compiled, monkeypatch):
