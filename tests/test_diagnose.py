@@ -15,6 +15,8 @@ from conformance import diagnose, resolve
 from conformance.checks import CATALOGUE, CheckFailure, run_check
 from conformance.front import isolation
 from conformance.front.flags import Options
+from conformance.report import compare
+from conformance.report.certificate import VERSION
 from conformance.run.target import Target
 from conformance.spec import ADAM, ADAMW, POINTS, Spec
 from tests import diagnose_mutants, mutants
@@ -192,16 +194,22 @@ def _report(path, name: str, failed: dict[str, list[str] | None], spec: str = "a
                                                        severity="parameters" if c.startswith("parity.") else "api"))
               for c, needs in failed.items()]
     head = [dict(check=c["id"], severity=c["failure"]["severity"], message=c["failure"]["message"]) for c in checks]
-    doc = dict(schema="adam-conformance-report", target=dict(name=name, spec=spec), checks=checks,
+    doc = dict(schema="adam-conformance-report", version=VERSION, environment={}, target=dict(name=name, spec=spec),
+               checks=checks,
                headline=head[0] if head else None)
     path.write_text(json.dumps(doc))
     return doc
 
 
+def _read(path, target):
+    """certify's report at `path`, read as `diagnose --report` reads it."""
+    return diagnose.from_report(compare.load(str(path)), target, str(path))
+
+
 def test_a_report_that_failed_parity_is_quoted_where_no_point_explains_it(tmp_path):
     target = target_of(mutants.NonContiguousParamNotUpdated, "quick")
     _report(tmp_path / "r.json", target.impl.name, {"parity.trajectory": ["a non-contiguous parameter"]})
-    said = diagnose.examine(target, diagnose.read_report(str(tmp_path / "r.json"), target)).verdict()
+    said = diagnose.examine(target, _read(tmp_path / "r.json", target)).verdict()
     assert "differs from torch.optim.Adam in a way none of these points describes: certify's report: most severe: " \
            "parity.trajectory, wrong parameters: parity.trajectory: OVER BUDGET (planted); needs: a non-contiguous " \
            "parameter (outside these points: certify's explanation" in said
@@ -210,7 +218,7 @@ def test_a_report_that_failed_parity_is_quoted_where_no_point_explains_it(tmp_pa
 def test_a_report_whose_failures_are_not_parity_leaves_torchs_arithmetic_torchs(tmp_path):
     target = target_of(mutants.ClosureLossNotReturned, "quick")
     _report(tmp_path / "r.json", target.impl.name, {"contract.closure": None})
-    diagnosis = diagnose.examine(target, diagnose.read_report(str(tmp_path / "r.json"), target))
+    diagnosis = diagnose.examine(target, _read(tmp_path / "r.json", target))
     parity = diagnosis.findings[-1]
     assert parity.found == "holds" and "its failures lie elsewhere: most severe: contract.closure" in parity.detail
     assert CLEAN in diagnosis.verdict()
@@ -267,9 +275,9 @@ def test_the_command_prints_findings_and_writes_json(tmp_path):
     (["egar"], "did you mean eager"),
     (["eager", "--without", "nope"], "unknown feature 'nope'"),
     (["eager", "--json", "/no/such/dir/d.json"], "does not exist"),
-    (["eager", "--report", "/no/such/r.json"], "--report /no/such/r.json: No such file or directory"),
+    (["eager", "--report", "/no/such/r.json"], "--report /no/such/r.json: cannot read it (No such file or directory)"),
     (["eager", "--report", "TMP/bad.json"], "bad.json: not JSON"),
-    (["eager", "--report", "TMP/list.json"], "list.json: not a certify report"),
+    (["eager", "--report", "TMP/list.json"], "list.json: not an adam-conformance report"),
     (["eager", "--report", "TMP/foreach.json"], "is certify's report of foreach, not of eager"),
     (["eager", "--spec", "adamw", "--report", "TMP/eager.json"], "holds eager to --spec adam: diagnose it with"),
 ])

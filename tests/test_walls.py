@@ -138,3 +138,14 @@ def test_the_report_schema_speaks_the_vocabulary():
     assert schema["properties"]["target"]["properties"]["spec"]["enum"] == list(vocabulary.SPECS)
     assert schema["properties"]["target"]["properties"]["state_precision"]["enum"] == list(vocabulary.STATE_PRECISIONS)
     assert schema["properties"]["environment"]["properties"]["device"]["enum"] == list(vocabulary.DEVICES)
+
+
+def test_the_options_exist_once():
+    """Every option of the table is a field of Options and every field but the target an
+    option, at the table's default: nothing to keep in step by hand."""
+    import dataclasses
+
+    from conformance.front.flags import FLAGS, Options
+
+    fields = {f.name: f.default for f in dataclasses.fields(Options) if f.name != "target"}
+    assert fields == {f.name: () if f.repeat else f.default for f in FLAGS}

@@ -12,11 +12,11 @@ quick parity check of diagnose's own (`certified`), and the verdict (`wording`) 
 a target that fails it torch's at every point.
 """
 
-from conformance.diagnose.certified import Certified, ReportError, quick_parity, read_report
+from conformance.diagnose.certified import Certified, ReportError, from_report, quick_parity
 from conformance.diagnose.diagnosis import Diagnosis, diagnose, examine
 from conformance.diagnose.findings import CONVENTIONS, MARGIN, NEEDS, UNKNOWN, Finding
 from conformance.diagnose.wording import FAMILIES, document, mismatch_lines, render, verdict
 
 __all__ = ["CONVENTIONS", "FAMILIES", "MARGIN", "NEEDS", "UNKNOWN", "Certified", "Diagnosis", "Finding",
-           "ReportError", "diagnose", "document", "examine", "mismatch_lines", "quick_parity", "read_report", "render",
+           "ReportError", "diagnose", "document", "examine", "mismatch_lines", "from_report", "quick_parity", "render",
            "verdict"]

@@ -5,9 +5,7 @@ check (the parity checks of the catalogue at the quick profile, seed 0, as certi
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
-from pathlib import Path
 
 from conformance.checks import CATALOGUE, CheckFailure, CheckSkipped, run_check
 from conformance.diagnose.findings import Finding
@@ -16,11 +14,10 @@ from conformance.vocabulary import PROFILES, SEVERITIES
 
 #: The checks whose failure means the arithmetic is not torch's.
 PARITY = tuple(check_id for check_id in CATALOGUE if check_id.startswith("parity."))
-REPORT_SCHEMA = "adam-conformance-report"
 
 
 class ReportError(ValueError):
-    """A --report that cannot be read as certify's report of the target. One line."""
+    """A --report that is not certify's report of the target. One line."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,25 +64,18 @@ def quick_parity(target: Target) -> Certified:
     return Certified("diagnose's quick parity check", None if errors else False, errors[0] if errors else "")
 
 
-def read_report(path: str, target: Target) -> Certified:
-    """Parity's outcome from certify's JSON report of `target` at `path`; ReportError (one line)
-    for a file that cannot be read, is not such a report, or is another target's or spec's."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except OSError as e:
-        raise ReportError(f"--report {path}: {e.strerror or e}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ReportError(f"--report {path}: not JSON ({e})") from None
-    checks = doc.get("checks") if isinstance(doc, dict) else None
-    if not isinstance(doc, dict) or doc.get("schema") != REPORT_SCHEMA or not isinstance(checks, list) \
-            or not all(isinstance(c, dict) and isinstance(c.get("id"), str) for c in checks):
+def from_report(doc: dict, target: Target, path: str) -> Certified:
+    """Parity's outcome from certify's report `doc` of `target` (read from `path` by
+    `report.compare.load`); ReportError (one line) for a survey, or another target's or spec's report."""
+    named = doc.get("target")
+    if not isinstance(named, dict):
         raise ReportError(f"--report {path}: not a certify report (certify --json writes one)")
-    named = doc.get("target") if isinstance(doc.get("target"), dict) else {}
     if named.get("name", target.impl.name) != target.impl.name:
         raise ReportError(f"--report {path} is certify's report of {named['name']}, not of {target.impl.name}")
     if named.get("spec", target.spec) != target.spec:
         raise ReportError(f"--report {path} holds {target.impl.name} to --spec {named['spec']}: diagnose it with "
                           f"--spec {named['spec']}")
+    checks = doc["checks"]
     failed = [c for c in checks if c.get("status") == "failed" and isinstance(c.get("failure"), dict)]
     headline, needs = _headline(doc, failed)
     if any(c["id"].startswith("parity.") for c in failed):

@@ -96,6 +96,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
     from conformance import diagnose
     from conformance.front.options import target_of, writable
+    from conformance.report import compare
     from conformance.report.environment import describe_environment
     from conformance.run import preflight
 
@@ -103,7 +104,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     target = target_of(opts)
     writable(opts.json, "--json")
     try:
-        certified = diagnose.read_report(args.report, target) if args.report else None
+        certified = diagnose.from_report(compare.load(args.report), target, args.report) if args.report else None
+    except compare.ReportError as e:
+        raise UsageError(f"--report {e}") from None
     except diagnose.ReportError as e:
         raise UsageError(str(e)) from None
     found = preflight.run(target)  # a target it cannot use at all: PreflightError, one line

@@ -115,36 +115,42 @@ FLAGS = (
     Flag("check_timeout", f"the time limit per check; past it the check errors and the run goes on (default: the "
          f"profile's, {_TIMEOUTS}, longer for a slow target)", type=seconds, metavar="SECONDS",
          commands=dict(certify={}, pytest={})),
-    Flag("world_size", "processes a distributed target runs on, 1 to 8 (gloo on the CPU, nccl with CUDA)", default=1,
+    Flag("world_size", f"processes a distributed target runs on, 1 to {MAX_WORLD_SIZE} (gloo on the CPU, nccl with "
+         "CUDA)", default=1,
          type=world_size, metavar="N", commands=dict(certify={}, pytest={})),
     Flag("jobs", "with several targets, certify N at once, each in a process of its own (1: one after another)",
          default=1, type=positive, metavar="N", commands=dict(certify={}, survey=dict(default=2))),
 )
 
 
+def _default(name: str):
+    """The table's default of option `name` (as certify takes it)."""
+    return next(f.default for f in FLAGS if f.name == name)
+
+
 @dataclasses.dataclass(frozen=True)
 class Options:
-    """What to certify and how: one target and the table's options, typed."""
+    """What to certify and how: one target and the table's options, typed, at the table's defaults."""
 
     target: str
-    spec: str | None = None
-    profile: str = "standard"
-    device: str = "cpu"
+    spec: str | None = _default("spec")
+    profile: str = _default("profile")
+    device: str = _default("device")
     without: tuple[str, ...] = ()
     skip: tuple[str, ...] = ()
-    seed: int = 0
-    workers: int | str = 1
-    json: str | None = None
-    junit: str | None = None
-    repro_dir: str | None = None
-    check_timeout: float | None = None
-    world_size: int = 1
-    jobs: int = 1
+    seed: int = _default("seed")
+    workers: int | str = _default("workers")
+    json: str | None = _default("json")
+    junit: str | None = _default("junit")
+    repro_dir: str | None = _default("repro_dir")
+    check_timeout: float | None = _default("check_timeout")
+    world_size: int = _default("world_size")
+    jobs: int = _default("jobs")
 
     @classmethod
     def parsed(cls, target: str, command: str, value: Callable[[str], object]) -> Options:
         """Options from what `command`'s parser gave (``value(name)``); the rest at their defaults."""
-        given = {f.name: value(f.name) for f in FLAGS if command in f.commands and f.name in _FIELDS}
+        given = {f.name: value(f.name) for f in FLAGS if command in f.commands}
         return cls(target, **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
 
     def argv(self, command: str) -> list[str]:
@@ -157,9 +163,6 @@ class Options:
                 flag = pytest_flag(f) if command == "pytest" else f.flag
                 argv += [a for v in (value if f.repeat else [value]) for a in (flag, str(v))]
         return argv
-
-
-_FIELDS = {f.name for f in dataclasses.fields(Options)}
 
 
 def pytest_flag(flag: Flag) -> str:
