@@ -68,11 +68,19 @@ class GroupStep(NamedTuple):
         pick = lambda xs: None if xs is None else [xs[i] for i in index]
         return GroupStep(self.hp, *(pick(xs) for xs in self[1:]))
 
+    def part(self, start: int, stop: int) -> GroupStep:
+        """The same step for the parameters at `start` to `stop` (excluded) only."""
+        cut = lambda xs: None if xs is None else xs[start:stop]
+        return GroupStep(self.hp, *(cut(xs) for xs in self[1:]))
+
     def by_device_dtype(self) -> list[GroupStep]:
         """The step split by (device, dtype), each part in the parameters' order."""
+        keys = [(p.device, p.dtype) for p in self.params]
+        if keys.count(keys[0]) == len(keys):  # the common case: one part, as it is
+            return [self]
         index: dict[tuple, list[int]] = {}
-        for i, p in enumerate(self.params):
-            index.setdefault((p.device, p.dtype), []).append(i)
+        for i, key in enumerate(keys):
+            index.setdefault(key, []).append(i)
         return [self.subset(ix) for ix in index.values()]
 
 
@@ -130,28 +138,32 @@ class AdamBase(torch.optim.Optimizer):
         """Perform one optimization step; return the closure's loss if one is given."""
         loss = self._evaluate(closure)
         for group in self.param_groups:
-            work = GroupStep(hyper(group), [], [], [], [], [] if group["amsgrad"] else None, [])
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError(
-                        f"{type(self).__name__} does not support sparse gradients, "
-                        "please consider SparseAdam instead"
-                    )
-                state = self._state_for(p, group["amsgrad"])
-                step = state["step"].item() + 1
-                state["step"].fill_(step)  # `+= 1` in float32, exactly, at a third of the cost
-                work.params.append(_real(p))
-                work.grads.append(_real(p.grad))
-                work.exp_avgs.append(_real(state["exp_avg"]))
-                work.exp_avg_sqs.append(_real(state["exp_avg_sq"]))
-                if group["amsgrad"]:
-                    work.max_exp_avg_sqs.append(_real(state["max_exp_avg_sq"]))
-                work.steps.append(int(step))
-            if work.params:
+            work = self._group_step(group)
+            if work is not None:
                 self._update(work)
         return loss
+
+    def _group_step(self, group: dict) -> GroupStep | None:
+        """The group's step (None if no parameter has a grad): state created where missing, each
+        parameter's step counted. One pass per list, not per parameter: this is per-tensor overhead."""
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return None
+        grads = [p.grad for p in params]
+        if any(g.is_sparse for g in grads):
+            raise RuntimeError(
+                f"{type(self).__name__} does not support sparse gradients, please consider SparseAdam instead"
+            )
+        amsgrad, state_for = group["amsgrad"], self._state_for
+        states = [state_for(p, amsgrad) for p in params]
+        counters = [s["step"] for s in states]
+        counts = [c.item() + 1 for c in counters]
+        _count(counters, counts)
+        lists = [params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                 [s["max_exp_avg_sq"] for s in states] if amsgrad else None]
+        if any(p.is_complex() for p in params):
+            lists = [None if xs is None else [_real(x) for x in xs] for xs in lists]
+        return GroupStep(hyper(group), *lists, [int(c) for c in counts])
 
     @staticmethod
     def _evaluate(closure) -> Tensor | None:
@@ -189,6 +201,21 @@ def hyper(group: dict) -> Hyper:
         maximize=bool(group["maximize"]),
         decoupled=bool(group["decoupled_weight_decay"]),
     )
+
+
+#: The step counters' increment: a 0-d tensor, which torch._foreach_add_ takes without
+#: wrapping a Python 1 into a new tensor for every counter on the CPU.
+_ONE = torch.tensor(1.0)
+
+
+def _count(counters: list[Tensor], counts: list[float]) -> None:
+    """Count this step: each counter, read as ``counts`` - 1, += 1 in its own dtype (as
+    ``fill_(count)`` rounds it). One that cannot take a float (an integer tensor) is filled instead."""
+    try:
+        torch._foreach_add_(counters, _ONE, alpha=1)
+    except RuntimeError:
+        for counter, count in zip(counters, counts):
+            counter.fill_(count)
 
 
 def _real(t: Tensor) -> Tensor:
