@@ -21,6 +21,7 @@ every profile.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 
@@ -156,11 +157,13 @@ def pairwise(levels: int, k: int) -> list[tuple[int, ...]]:
     return rows if levels == 2 else [(0, *row) for row in rows]
 
 
+@functools.cache
 def dtypes(claims=FEATURES) -> st.SearchStrategy[str]:
     """Parameter dtypes the claims allow: float32 always, the others when claimed."""
     return st.sampled_from(claimed_dtypes(claims))
 
 
+@functools.cache
 def shapes(max_dims: int = 4, max_numel: int = 1024, large: bool = True, *, min_dims: int = 0,
            empty: bool = True) -> st.SearchStrategy[tuple[int, ...]]:
     """`min_dims`-d to `max_dims`-d shapes of awkward sides (with a 0 among them unless
@@ -174,6 +177,7 @@ def shapes(max_dims: int = 4, max_numel: int = 1024, large: bool = True, *, min_
     return st.one_of(small, small, small, st.sampled_from(LARGE).map(lambda n: (n,)))
 
 
+@functools.cache
 def layouts(shape: tuple[int, ...], claims=FEATURES) -> st.SearchStrategy[str]:
     """Memory layouts that fit `shape` (contiguous only, unless noncontiguous is claimed)."""
     options = ["contiguous"]
@@ -187,6 +191,7 @@ def _without(values: list[float], edge: str, avoid) -> list[float]:
     return [v for v in values if not (edge in avoid and v == EDGES[edge][1])]
 
 
+@functools.cache
 def hyperparameters(claims=FEATURES, spec: str = "adam", avoid=(), plan: Plan = FREE) -> st.SearchStrategy[dict]:
     """One group's hyperparameters over their whole valid range, within the claims, off the
     edges in `avoid`, taking the branches `plan` forces."""
@@ -229,6 +234,7 @@ def _float32_lr(h: dict) -> dict:
     return h
 
 
+@functools.cache
 @st.composite
 def groups(draw, n_params: int, claims=FEATURES, spec: str = "adam", max_groups: int = 3, late_joins: int = 0,
            avoid=(), plan: Plan = FREE) -> tuple[Group, ...]:
