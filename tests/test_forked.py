@@ -87,3 +87,23 @@ def test_a_long_tmpdir_does_not_stop_the_server(tmp_path):
                           timeout=120)
     assert done.returncode == 0 and done.stdout.splitlines() == ["from Python", "from C"], done.stderr
 
+
+
+def test_watch_is_called_while_it_runs_and_what_it_raises_kills_it(tmp_path):
+    pidfile, calls = tmp_path / "pid", []
+
+    def watch():
+        calls.append(time.monotonic())
+        if pidfile.exists() and len(calls) > 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        forked.run(_hangs_with_a_child, (str(pidfile),), timeout=60, watch=watch)
+    grandchild = int(pidfile.read_text())
+    for _ in range(50):
+        if not alive(grandchild):
+            break
+        time.sleep(0.1)
+    assert not alive(grandchild) and len(calls) > 3
+    ended = []
+    assert forked.run(_speaks, (0,), watch=lambda: ended.append(1)).returncode == 0 and ended  # once after the end

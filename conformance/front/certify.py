@@ -1,7 +1,8 @@
 """``adam-conformance certify``: run the check catalogue on a target, report, reproduce.
 
-The checks run through pytest and its xdist workers, exactly as ``pytest --adam-impl``
-runs them, never a second copy: a `Collector` plugin gathers each check's result in
+The checks run through pytest, exactly as ``pytest --adam-impl`` runs them, never a second
+copy, in one worker forked from the fork server (`front.worker`; -n 0: in this process, -n 2
+or more: that many pytest-xdist workers): a `Collector` plugin gathers each check's result in
 the controller and prints progress. pytest runs isolated from the current directory's
 configuration (its own rootdir and ini file, no cache), so nothing of the user's files
 is touched but the reports asked for; reproducers go to --repro-dir, or to a fresh
@@ -27,15 +28,15 @@ from pathlib import Path
 import pytest
 
 from conformance.checks import CATALOGUE, checked_ids
-from conformance.front import isolation
+from conformance.front import isolation, worker
 from conformance.front.flags import Options
 from conformance.front.options import target_of, writable, writable_dir
 from conformance.front.plugin import SUITE
 from conformance.registry import TargetError
 from conformance.report import certificate, reproducer
-from conformance.report.environment import describe_environment
+from conformance.report.environment import describe_environment, software
 from conformance.report.fingerprint import fingerprint
-from conformance.run import forked
+from conformance.run import forked, torch_features
 from conformance.run.preflight import Preflight
 from conformance.run.target import Target
 from conformance.truth import golden
@@ -127,8 +128,11 @@ def certify(args: Options, found: Preflight | None = None) -> int:
         raise TargetError(str(e)) from None
     out = sys.stdout
     started = time.time()
-    if found is None:
-        found = isolation.preflight(args, target)
+    with concurrent.futures.ThreadPoolExecutor(1) as aside:  # the header's facts, beside the preflight
+        facts = aside.submit(lambda: (torch_features.detect(), software()))
+        if found is None:
+            found = isolation.preflight(args, target)
+        facts.result()
     target = found.apply(target)
     header = describe_environment(target, args.seed, found, args.skip)
     out.write("adam-conformance certify\n" + "".join(f"  {line}\n" for line in header) + "\n")
@@ -270,13 +274,20 @@ def run(target: Target, args: Options, found: Preflight, out) -> list[CheckResul
         record.write_text(json.dumps(found.to_json()))
         given = dataclasses.replace(args, spec=target.spec, profile=target.profile.name,
                                     world_size=target.world_size)
-        argv = [str(SUITE), "-c", str(ini), "--rootdir", scratch, "-p", "no:cacheprovider", "-q", "--no-header",
-                "-W", "ignore::UserWarning", "-n", str(args.workers), "--max-worker-restart", str(len(CATALOGUE)),
+        forked_worker = args.workers == 1  # one worker: forked, not started by xdist
+        # no cache, and no unraisable-exception plugin: its garbage collections at the end cost a third
+        # of a second, to print warnings nobody reads here
+        argv = [str(SUITE), "-c", str(ini), "--rootdir", scratch, "-p", "no:cacheprovider", "-p",
+                "no:unraisableexception", "-q", "--no-header", "-W", "ignore::UserWarning",
+                "-n", "0" if forked_worker else str(args.workers), "--max-worker-restart", str(len(CATALOGUE)),
                 *given.argv("pytest"), "--adam-preflight", str(record)]
+        plugins = [collector]
+        if forked_worker:
+            plugins.append(worker.Controller(argv, args.check_timeout or found.check_timeout(target.profile)))
         argv += ["--junitxml", str(Path(args.junit).resolve())] if args.junit else []
         pytest_output = io.StringIO()
         with contextlib.redirect_stdout(pytest_output), isolation.workers_environment(scratch):
-            code = pytest.main(argv, plugins=[collector])
+            code = pytest.main(argv, plugins=plugins)
     if code not in (0, 1):  # pytest itself could not run (not a verdict)
         tail = "\n".join(pytest_output.getvalue().strip().splitlines()[-15:])
         raise RuntimeError(f"pytest could not run the checks (exit code {code}):\n{tail}")

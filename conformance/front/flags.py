@@ -102,9 +102,11 @@ FLAGS = (
          repeat=True, commands=dict(certify={}, pytest={})),
     Flag("seed", "the hypothesis seed: a run repeats under the same seed", default=0, type=int,
          commands=dict(certify={}, pytest={})),
-    Flag("workers", "pytest-xdist worker processes, or auto", default=1, type=workers, metavar="WORKERS", short="-n",
-         commands=dict(certify={}, survey=dict(default=0, help="pytest-xdist workers per target (0: its checks in "
-                                                                "its own process)"))),
+    Flag("workers", "worker processes: 1, one forked from a process that has imported torch; 0, none (the "
+         "checks in this process, unisolated); 2 or more, or auto, pytest-xdist's", default=1, type=workers,
+         metavar="WORKERS", short="-n",
+         commands=dict(certify={}, survey=dict(default=0, help="worker processes per target (0: its checks in its "
+                                                                "own process; see certify's -n)"))),
     Flag("json", "write the JSON report (docs: the report schema); with several targets, a directory for "
          "TARGET.json each", metavar="PATH",
          commands=dict(certify={}, preflight={}, diagnose=dict(help="also write the findings as JSON"))),

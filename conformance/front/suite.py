@@ -4,7 +4,8 @@ One test per check, ``test_check[<check id>]``. What each saw (the worst parity 
 a torch deviation), and on failure the minimal Cases, go into the test's
 ``user_properties`` for reports. Each check runs under a time limit: past it the check
 errors and the run goes on; a target stuck in native code past the limit and a grace
-period ends its pytest-xdist worker, which xdist replaces.
+period ends its worker (certify's, `conformance.front.worker`, or pytest-xdist's), which is
+replaced.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from conformance.cases.case import Case, Group, Param, Step
 from conformance.checks import CATALOGUE, CheckFailure, CheckSkipped, run_check
 from conformance.checks.catalogue import CheckTimeout
 from conformance.front.plugin import TARGET, database_dir
+from conformance.front.worker import EXPENDABLE
 from conformance.report import records
 from conformance.run import distributed, pool
 
@@ -74,8 +76,8 @@ def test_check(check_id: str, request: pytest.FixtureRequest, record_property) -
 
 @contextlib.contextmanager
 def time_limit(seconds: float | None):
-    """Raise CheckTimeout in the block after `seconds` (main thread, POSIX); under
-    pytest-xdist, also end the worker if native code ignores the signal."""
+    """Raise CheckTimeout in the block after `seconds` (main thread, POSIX); in a worker (certify's,
+    or pytest-xdist's), also end the worker if native code ignores the signal."""
     if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
         yield
         return
@@ -85,7 +87,7 @@ def time_limit(seconds: float | None):
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # grace before ending a worker stuck in native code
+    if os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get(EXPENDABLE):  # grace, then end a worker stuck in C
         faulthandler.dump_traceback_later(seconds + min(30.0, max(5.0, seconds)), exit=True)
     try:
         with distributed.deadline(seconds):  # a hung rank is named before the limit strikes

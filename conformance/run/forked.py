@@ -14,6 +14,7 @@ code, and what it wrote to file descriptors 1 and 2 (C code included), whole.
 from __future__ import annotations
 
 import atexit
+import math
 import multiprocessing
 import multiprocessing.forkserver
 import multiprocessing.util
@@ -22,14 +23,17 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
+#: Seconds between the calls of `run`'s ``watch``.
+WATCH = 0.1
 #: What the server imports once, for every process it forks: torch, the compiler stack that
 #: torch.optim imports on the first step, torch's distributed modules that sharded
 #: optimizers are built from, and the module a rank of a pool runs.
 PRELOAD = ["torch", "torch._dynamo", "torch.distributed", "torch.distributed.tensor", "torch.distributed.fsdp",
-           "torch.distributed.optim", "conformance.run.rank"]
+           "torch.distributed.optim", "conformance.run.rank", "conformance.front.suite"]
 
 
 def context():
@@ -57,24 +61,39 @@ def start() -> None:
     multiprocessing.forkserver.ensure_running()
 
 
-def run(function, args: tuple = (), timeout: float | None = None) -> subprocess.CompletedProcess:
+def run(function, args: tuple = (), timeout: float | None = None, watch=None) -> subprocess.CompletedProcess:
     """``function(*args)`` (a module-level function that returns an exit code) in a process
     forked from the server, in this process's directory, environment and import path.
     Returns its exit code (negative: killed by that signal; an exception: 1, its traceback
     on stderr) and its output. Past `timeout` seconds it is killed, with whatever it started,
-    and subprocess.TimeoutExpired raised."""
+    and subprocess.TimeoutExpired raised. ``watch()``, if given, is called every `WATCH`
+    seconds while it runs and once after it ends; an exception it raises (or any other while
+    waiting, KeyboardInterrupt included) kills the process and goes on up."""
     with tempfile.TemporaryDirectory(prefix="adam-conformance-forked-") as scratch:
         out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         child = context().Process(target=_main, args=(function, args, os.getcwd(), sys.path, env, out, err),
                                   name=f"adam-conformance-{getattr(function, '__name__', 'forked')}", daemon=False)
         child.start()
-        child.join(timeout)
+        try:
+            _wait(child, math.inf if timeout is None else timeout, watch or (lambda: None))
+        except BaseException:
+            _kill(child.pid)
+            child.join()
+            raise
         if child.exitcode is None:
             _kill(child.pid)
             child.join()
             raise subprocess.TimeoutExpired(function.__name__, timeout, _read(out), _read(err))
         return subprocess.CompletedProcess(function.__name__, child.exitcode, _read(out), _read(err))
+
+
+def _wait(child, timeout: float, watch) -> None:
+    """Until `child` ends or `timeout` seconds pass, calling ``watch()`` every `WATCH` seconds."""
+    deadline = time.monotonic() + timeout
+    while child.exitcode is None and time.monotonic() < deadline:
+        child.join(min(WATCH, deadline - time.monotonic()))
+        watch()
 
 
 def _main(function, args, cwd, path, env, out, err) -> None:
