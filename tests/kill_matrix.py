@@ -124,11 +124,15 @@ def target_of(cls, profile: str, device: str = "cpu") -> Target:
     return preflight.run(target).apply(target)
 
 
-def row(cls, profile: str = "quick", device: str = "cpu") -> dict[str, tuple[str, float, str]]:
-    """check id -> (outcome: killed | passed | skipped, seconds, message) for one implementation."""
+def row(cls, profile: str = "quick", device: str = "cpu", checks=None,
+        first_kill: bool = False) -> dict[str, tuple[str, float, str]]:
+    """check id -> (outcome: killed | passed | skipped, seconds, message) for one implementation:
+    every check, or those in `checks`; with `first_kill`, up to the first that kills it."""
     target = target_of(cls, profile, device)
     out = {}
     for check_id, chk in CATALOGUE.items():
+        if checks is not None and check_id not in checks or first_kill and killers(out):
+            continue
         if chk.unmet(target):
             out[check_id] = ("skipped", 0.0, chk.unmet(target))
             continue

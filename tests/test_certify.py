@@ -1,7 +1,8 @@
 """`adam-conformance certify` end to end: verdicts, reports, reproducers, hostile targets, bad input.
 
-Each test runs the real command in a subprocess, from a fresh working directory that
-holds the target's module, at the quick profile.
+Each test but the last two runs the real command in a subprocess, from a fresh working
+directory that holds the target's module, at the quick profile; bad input and a certify of
+two checks run the command line's `main` in this process.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ SCHEMA = json.loads(certificate.SCHEMA_PATH.read_text())
 # What runs on a plain CPU target: the CUDA-only and the sharded checks are skipped, with their reason.
 ON_CPU = [check_id for check_id, chk in CATALOGUE.items() if chk.device != "cuda" and not chk.sharded]
 
-# Every test but the last runs the command line (e2e); those whose targets are planted bugs or hostile
-# targets are the zoo's too.
+# Every test but the last two runs the command line (e2e); those whose targets are planted bugs or
+# hostile targets are the zoo's too.
 
 PLANTED = '''
 import torch
@@ -333,16 +334,24 @@ BAD_INPUT = {
 }
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("what", [
     pytest.param(what, marks=pytest.mark.zoo if BAD_INPUT[what][0][0].startswith("hostile_targets:") else ())
     for what in sorted(BAD_INPUT)])
-def test_bad_input_exits_2_with_one_line(workdir, what):
+def test_bad_input_exits_2_with_one_line(workdir, what, monkeypatch, capfd):
+    """The command line's `main`, in this process (a subprocess would only add torch's import:
+    the tests above run the command end to end), from the directory the targets are in; what a
+    target's preflight process prints reaches the file descriptors capfd reads too."""
+    from conformance.front.cli import main
+
+    monkeypatch.chdir(workdir)
+    monkeypatch.syspath_prepend(str(workdir))
+    monkeypatch.setenv("HOSTILE_MARKERS", str(workdir))
     args, message = BAD_INPUT[what]
-    result = certify(workdir, *args)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr.count("\n") == 1 and message in result.stderr and "Traceback" not in result.stderr
-    assert result.stdout == ""
+    code = main(["certify", *args, "--profile", "quick"])
+    out, err = capfd.readouterr()
+    assert code == 2, out + err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert out == ""
 
 
 def test_certify_runs_in_this_process_on_the_checks_not_skipped(tmp_path, monkeypatch, capsys):
