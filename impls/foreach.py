@@ -114,8 +114,6 @@ def _batch(hp: Hyper, blocks: list[tuple[list[Tensor], int]]) -> GroupStep:
 def _step_batch(hp: Hyper, batch: GroupStep, scratch: Tensor | None = None) -> None:
     """One Adam step of every tensor of `batch` in multi-tensor kernels, g's copy and the denominator
     in `scratch` (1-D tensors only) or, without it, in new tensors."""
-    if not batch.params:
-        return
     params, exp_avgs, exp_avg_sqs = batch.params, batch.exp_avgs, batch.exp_avg_sqs
     sizes = [p.numel() for p in params] if scratch is not None else []
     temps = list(scratch[: sum(sizes)].split(sizes)) if scratch is not None else None

@@ -131,7 +131,7 @@ def row(cls, profile: str = "quick", device: str = "cpu", checks=None,
     target = target_of(cls, profile, device)
     out = {}
     for check_id, chk in CATALOGUE.items():
-        if checks is not None and check_id not in checks or first_kill and killers(out):
+        if (checks is not None and check_id not in checks) or (first_kill and killers(out)):
             continue
         if chk.unmet(target):
             out[check_id] = ("skipped", 0.0, chk.unmet(target))

@@ -128,7 +128,7 @@ def certify(args: Options, found: Preflight | None = None) -> int:
         raise TargetError(str(e)) from None
     out = sys.stdout
     started = time.time()
-    with concurrent.futures.ThreadPoolExecutor(1) as aside:  # the header's facts, beside the preflight
+    with concurrent.futures.ThreadPoolExecutor(1) as aside:  # the header's facts (both cached), beside the preflight
         facts = aside.submit(lambda: (torch_features.detect(), software()))
         if found is None:
             found = isolation.preflight(args, target)

@@ -4,6 +4,7 @@ the seed, what the preflight found)."""
 
 from __future__ import annotations
 
+import functools
 import platform
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def environment(target: Target) -> dict:
     return env
 
 
+@functools.cache
 def software() -> dict:
     """The versions of python, the platform, torch, numpy, hypothesis and (where installed) Triton."""
     import hypothesis

@@ -31,7 +31,8 @@ from pathlib import Path
 WATCH = 0.1
 #: What the server imports once, for every process it forks: torch, the compiler stack that
 #: torch.optim imports on the first step, torch's distributed modules that sharded
-#: optimizers are built from, and the module a rank of a pool runs.
+#: optimizers are built from, the module a rank of a pool runs, and the check suite that
+#: certify's worker runs (with hypothesis and pytest).
 PRELOAD = ["torch", "torch._dynamo", "torch.distributed", "torch.distributed.tensor", "torch.distributed.fsdp",
            "torch.distributed.optim", "conformance.run.rank", "conformance.front.suite"]
 
@@ -77,13 +78,12 @@ def run(function, args: tuple = (), timeout: float | None = None, watch=None) ->
         child.start()
         try:
             _wait(child, math.inf if timeout is None else timeout, watch or (lambda: None))
-        except BaseException:
-            _kill(child.pid)
-            child.join()
-            raise
-        if child.exitcode is None:
-            _kill(child.pid)
-            child.join()
+            ended = child.exitcode is not None
+        finally:  # past its time, or the wait interrupted: it goes, with what it started
+            if child.exitcode is None:
+                _kill(child.pid)
+                child.join()
+        if not ended:
             raise subprocess.TimeoutExpired(function.__name__, timeout, _read(out), _read(err))
         return subprocess.CompletedProcess(function.__name__, child.exitcode, _read(out), _read(err))
 
