@@ -9,6 +9,8 @@ must all pass.
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import time
 
 import numpy as np
@@ -588,6 +590,22 @@ class ChangesDefaultDtype(Textbook):
         super()._update(work)
 
 
+class SetsThreads(Textbook):
+    """sets torch's number of threads to one more than the program chose, for its own kernel, and leaves it."""
+
+    def _update(self, work):
+        torch.set_num_threads(torch.get_num_threads() + 1)
+        super()._update(work)
+
+
+class ChangesDirectory(Textbook):
+    """changes the working directory to write a scratch file and never changes back."""
+
+    def _update(self, work):
+        os.chdir(tempfile.gettempdir())
+        super()._update(work)
+
+
 class StochasticRounding(Textbook):
     """each update dithered by a fraction of an ulp (stochastic rounding): within budget, nondeterministic."""
 
@@ -873,7 +891,8 @@ MUTANTS = [
     StepCountPerGroup, StepCountGlobal, NoneGradTreatedAsZero, GradModifiedInPlace, ParamReplaced, StateInBfloat16,
     ReloadDropsAmsgradMax, CheckpointStoresSqrt, LoadStateDictResetsStep, ZeroGradFillsZeros,
     HyperparametersReadOnce, ClosureLossNotReturned, InvalidHyperparametersAccepted, SparseGradientDensified,
-    ChangesDefaultDtype, StochasticRounding, GradReadOneElementOff, TailNotUpdated, SkipsGroupEndingWithEmptyTensor,
+    ChangesDefaultDtype, SetsThreads, ChangesDirectory,
+    StochasticRounding, GradReadOneElementOff, TailNotUpdated, SkipsGroupEndingWithEmptyTensor,
     GradReadWithParamStrides, GradWrittenOnL2Path, UndecayedFastPathNoBiasCorrection, TensorLrPathNoBiasCorrection,
     HalfPathNoBiasCorrection, Bfloat16PathNoBiasCorrection, Float64PathNoBiasCorrection, ZeroDimPathNoBiasCorrection,
     NonContiguousParamNotUpdated, GroupsShareFirstGroupsHyperparameters, LateGroupCountsGlobalSteps, RejectsZeroLr,

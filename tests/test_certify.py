@@ -1,8 +1,8 @@
 """`adam-conformance certify` end to end: verdicts, reports, reproducers, hostile targets, bad input.
 
-Each test but the last two runs the real command in a subprocess, from a fresh working
+Each test but the last three runs the real command in a subprocess, from a fresh working
 directory that holds the target's module, at the quick profile; bad input and a certify of
-two checks run the command line's `main` in this process.
+two checks, and -n 0 on a target that ends its process, run the command line's `main` in this process.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ SCHEMA = json.loads(certificate.SCHEMA_PATH.read_text())
 # What runs on a plain CPU target: the CUDA-only and the sharded checks are skipped, with their reason.
 ON_CPU = [check_id for check_id, chk in CATALOGUE.items() if chk.device != "cuda" and not chk.sharded]
 
-# Every test but the last two runs the command line (e2e); those whose targets are planted bugs or
+# Every test but the last three runs the command line (e2e); those whose targets are planted bugs or
 # hostile targets are the zoo's too.
 
 PLANTED = '''
@@ -371,3 +371,20 @@ def test_certify_runs_in_this_process_on_the_checks_not_skipped(tmp_path, monkey
     assert doc["skipped_on_request"] == skipped and [_statuses(doc)[c] for c in kept] == ["passed", "passed"]
     assert doc["summary"] == {"passed": 2, "failed": 0, "skipped": len(skipped), "error": 0}
     assert "CONFORMANT except skipped:" in out and "eager behaves like torch.optim.Adam" in out
+
+
+def test_n_0_is_not_taken_for_a_target_that_ends_its_process(tmp_path, monkeypatch, capsys):
+    """-n 0 runs the checks in certify's process, where `os._exit(0)` would end certify with exit 0
+    and no verdict; a target whose preflight process died gets a worker instead, and is not conformant."""
+    from conformance.front.cli import main
+
+    (tmp_path / "exits.py").write_text("import os, torch\n\n\nclass ExitsZero(torch.optim.Adam):\n"
+                                       "    def step(self, closure=None):\n        os._exit(0)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    kept = ["contract.closure", "parity.golden"]
+    code = main(["certify", "exits:ExitsZero", "--profile", "quick", "-n", "0",
+                 *(arg for check_id in CATALOGUE if check_id not in kept for arg in ("--skip", check_id))])
+    out = capsys.readouterr().out
+    assert code == 1, out[-3000:]
+    assert "-n 0 not taken" in out and "crashed while running this check (exit code 0)" in out

@@ -36,7 +36,7 @@ KINDS = (
     "grad-removed",  # the optimizer set a gradient to None
     "param-replaced",  # a parameter's storage, dtype, shape or strides changed
     "closure",  # step(closure) did not call the closure once or did not return its loss
-    "global-state",  # the optimizer changed torch's global state (default dtype, grad mode, RNG)
+    "global-state",  # the optimizer changed global state (default dtype, grad mode, RNG, threads, directory)
     "state-missing",  # a sharded target's rank holds no piece of a state tensor the others hold
 )
 

@@ -42,8 +42,8 @@ def grad_untouched(target: Target, evidence: Evidence, data) -> None:
 
 
 @check("contract.global-state",
-       "step() leaves torch's global state alone: the default dtype, grad mode and RNG, whatever the program set "
-       "(float32 or float64 as the default dtype).")
+       "step() leaves the process's global state alone: torch's default dtype, grad mode, RNG and number of "
+       "threads, and the working directory, whatever the program set (float32 or float64 as the default dtype).")
 def global_state(target: Target, evidence: Evidence, data) -> None:
     case = data.draw(target.cases(), label="case")
     holds(target, evidence, _observed, case, ("global-state",), "torch's global state changed")

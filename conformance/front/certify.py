@@ -274,7 +274,11 @@ def run(target: Target, args: Options, found: Preflight, out) -> list[CheckResul
         record.write_text(json.dumps(found.to_json()))
         given = dataclasses.replace(args, spec=target.spec, profile=target.profile.name,
                                     world_size=target.world_size)
-        forked_worker = args.workers == 1  # one worker: forked, not started by xdist
+        # one worker: forked, not xdist's; and with -n 0 too where the target's preflight process died or
+        # hung: in this process it would end certify, with whatever exit code it chose
+        forked_worker = args.workers == 1 or (args.workers == 0 and bool(found.interrupted))
+        if forked_worker and args.workers == 0:
+            out.write("-n 0 not taken: the preflight's process did not end well, so the checks run in a worker\n\n")
         # no cache, and no unraisable-exception plugin: its garbage collections at the end cost a third
         # of a second, to print warnings nobody reads here
         argv = [str(SUITE), "-c", str(ini), "--rootdir", scratch, "-p", "no:cacheprovider", "-p",

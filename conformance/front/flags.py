@@ -103,7 +103,8 @@ FLAGS = (
     Flag("seed", "the hypothesis seed: a run repeats under the same seed", default=0, type=int,
          commands=dict(certify={}, pytest={})),
     Flag("workers", "worker processes: 1, one forked from a process that has imported torch; 0, none (the "
-         "checks in this process, unisolated); 2 or more, or auto, pytest-xdist's", default=1, type=workers,
+         "checks in this process, unisolated: a target that ends it ends certify; not taken where the "
+         "preflight's process died or hung); 2 or more, or auto, pytest-xdist's", default=1, type=workers,
          metavar="WORKERS", short="-n",
          commands=dict(certify={}, survey=dict(default=0, help="worker processes per target (0: its checks in its "
                                                                 "own process; see certify's -n)"))),

@@ -2,13 +2,14 @@
 
 The one runner behind every check, golden file and benchmark. It drives the target
 with `conformance.run.drive` and guards torch's global state: a target that changes the
-default dtype, the grad mode or the RNG is noted and the state restored, so one
-hostile target cannot skew the runs after it.
+default dtype, the grad mode, the RNG, the number of threads or the working directory is
+noted and the state restored, so one hostile target cannot skew the runs after it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 import torch
@@ -82,12 +83,20 @@ def _stacked(arrays: list, shape: tuple[int, ...], dtype) -> np.ndarray:
 
 @contextlib.contextmanager
 def guarded_global_state(notes: list[Observation], step: int):
-    """Restore torch's default dtype, grad mode and RNG after the block; note any change."""
+    """Restore torch's default dtype, grad mode, RNG and number of threads, and the working
+    directory, after the block; note any change."""
     dtype, grad, rng = torch.get_default_dtype(), torch.is_grad_enabled(), torch.random.get_rng_state()
+    threads, cwd = torch.get_num_threads(), os.getcwd()
     try:
         yield
     finally:
         changed = []
+        if torch.get_num_threads() != threads:
+            changed.append(f"torch's number of threads ({threads} -> {torch.get_num_threads()})")
+            torch.set_num_threads(threads)
+        if os.getcwd() != cwd:
+            changed.append(f"the working directory ({cwd} -> {os.getcwd()})")
+            os.chdir(cwd)
         if torch.get_default_dtype() != dtype:
             changed.append(f"the default dtype ({dtype} -> {torch.get_default_dtype()})")
             torch.set_default_dtype(dtype)
