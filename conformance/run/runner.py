@@ -81,28 +81,25 @@ def _stacked(arrays: list, shape: tuple[int, ...], dtype) -> np.ndarray:
     return np.stack(arrays) if arrays else np.zeros((0, *shape), dtype)
 
 
+#: What a step must leave as it found it: its name in a note, how to read it and how to restore it.
+GLOBAL_STATE = (("the default dtype", torch.get_default_dtype, torch.set_default_dtype),
+                ("grad mode", torch.is_grad_enabled, torch.set_grad_enabled),
+                ("torch's number of threads", torch.get_num_threads, torch.set_num_threads),
+                ("the working directory", os.getcwd, os.chdir))
+
+
 @contextlib.contextmanager
 def guarded_global_state(notes: list[Observation], step: int):
-    """Restore torch's default dtype, grad mode, RNG and number of threads, and the working
-    directory, after the block; note any change."""
-    dtype, grad, rng = torch.get_default_dtype(), torch.is_grad_enabled(), torch.random.get_rng_state()
-    threads, cwd = torch.get_num_threads(), os.getcwd()
+    """Restore `GLOBAL_STATE` and torch's RNG after the block; note any change."""
+    before, rng = [read() for _, read, _ in GLOBAL_STATE], torch.random.get_rng_state()
     try:
         yield
     finally:
         changed = []
-        if torch.get_num_threads() != threads:
-            changed.append(f"torch's number of threads ({threads} -> {torch.get_num_threads()})")
-            torch.set_num_threads(threads)
-        if os.getcwd() != cwd:
-            changed.append(f"the working directory ({cwd} -> {os.getcwd()})")
-            os.chdir(cwd)
-        if torch.get_default_dtype() != dtype:
-            changed.append(f"the default dtype ({dtype} -> {torch.get_default_dtype()})")
-            torch.set_default_dtype(dtype)
-        if torch.is_grad_enabled() != grad:
-            changed.append(f"grad mode ({grad} -> {torch.is_grad_enabled()})")
-            torch.set_grad_enabled(grad)
+        for (name, read, restore), was in zip(GLOBAL_STATE, before):
+            if read() != was:
+                changed.append(f"{name} ({was} -> {read()})")
+                restore(was)
         if not torch.equal(torch.random.get_rng_state(), rng):
             changed.append("the global RNG state (it drew random numbers)")
             torch.random.set_rng_state(rng)
