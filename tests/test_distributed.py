@@ -113,10 +113,16 @@ def test_a_bad_world_size_is_said_in_its_last_line_and_exit_2(args, says, capsys
 # A hanging rank is found at the limit: 8 s, slow.
 @pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow if k == "hang" else ()) for k in FAULTS])
 def test_a_rank_that_fails_ends_its_case_in_one_line_and_the_next_case_runs(kind):
+    """A rank that raises leaves its peer waiting on it in torch.distributed: that peer is found
+    deadlocked within a second or two of the error, not at the end of the others' grace."""
     impl, case = resolve("zero-eager"), _case()
+    distributed.drive(impl, case, "cpu", 2)  # the ranks up before the clock
+    started = time.monotonic()
     outcome = distributed.drive(impl, case, "cpu", 2, fault=(1, kind, 2), limit=8.0)
     error = outcome.trace.error
     assert error and outcome.failed[0] == 1 and "rank 1" in error and "\n" not in error, error
+    if kind == "raise":
+        assert "rank 0 waited in torch.distributed" in error and time.monotonic() - started < pool.GRACE, error
     assert pool.leftovers(outcome.token) == []
     assert _same(distributed.run(impl, case, "cpu", 2), runner.run(single_tensor("adam"), case))
 
@@ -145,7 +151,7 @@ def test_a_rank_that_hangs_in_a_collective_is_named_with_its_step_and_where_it_w
     with pytest.raises(distributed.Hung) as hung:
         distributed.run(impl, case, "cpu", 2)
     said = str(hung.value)
-    assert "(hung)" in said and "rank 0 last said it began step 3, waiting in torch.distributed" in said, said
+    assert "(deadlocked)" in said and "rank 0 last said it began step 3, waiting in torch.distributed" in said, said
     assert "called from sharding_mutants.py" in said and "\n" not in said, said
     assert len(hung.value.case.steps) == 3 and time.monotonic() - started < 20
 

@@ -7,7 +7,8 @@ CUDA, one GPU per rank) through a file store in a temporary directory. A rank's 
 back with its result, never raised mid-Case. A rank that dies, or that does not answer
 while another has (within the time the answering rank took, and at least `GRACE`), or
 ranks that all wait in torch.distributed using no CPU time, with nothing heard from them
-for a while (a deadlock: `QUIET`), or the caller's limit, end the Case: a `PoolError` that names those ranks,
+for a while (a deadlock: `QUIET`, or `SETTLE` once a rank has answered), or the caller's
+limit, end the Case: a `PoolError` that names those ranks,
 the step each began last and, for a hung rank, where it is stuck (its stack, dumped on
 SIGUSR1: the torch.distributed collective it waits in, and the target's code that called it). Then the
 pool is reaped: every process it started, and theirs, terminated, killed after a grace
@@ -37,6 +38,9 @@ GRACE = 5.0
 #: they are deadlocked (a rank that computes, compiles or is merely slow uses CPU time).
 QUIET = 2.5
 IDLE = 0.05
+#: Once a rank has answered, the ranks still running are watched so over this much less time:
+#: one idle in torch.distributed then waits on a rank that has ended its Case, or on one as idle.
+SETTLE = 0.5
 
 
 class PoolError(RuntimeError):
@@ -115,15 +119,17 @@ class Pool:
                                                                    f"{self.processes[dead[0]].exitcode})")
                 if now > deadline:
                     raise self._failure(what, results, begun, silent, f"did not answer {waited} (hung)", hung=True)
-                if what == "run" and now - news > QUIET:  # nothing heard for a while: deadlocked?
+                window = SETTLE if results else QUIET
+                if what == "run" and now - news > window:  # nothing heard for a while: deadlocked?
                     now_used = {r: processes.cpu_seconds(self.processes[r].pid) for r in silent}
                     idle = used.keys() == now_used.keys() and all(
                         None not in (used[r], now_used[r]) and now_used[r] - used[r] < IDLE for r in silent)
                     where = {r: self.stuck_in(r) for r in silent} if idle else {}
                     if idle and all("torch.distributed" in w for w in where.values()):
-                        raise self._failure(what, results, begun, silent, f"all waited in torch.distributed, using "
-                                                                          f"no CPU, for {now - news + QUIET:.0f} s "
-                                                                          "(deadlocked)", where)
+                        raise self._failure(what, results, begun, silent, f"{'all ' * (len(silent) > 1)}waited "
+                                                                          f"in torch.distributed, using no CPU, for "
+                                                                          f"{now - news + window:.0f} s (deadlocked)",
+                                            where)
                     used, news = now_used, time.monotonic()
         except BaseException:
             self.reap()
