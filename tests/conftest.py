@@ -9,6 +9,14 @@ import textwrap
 import pytest
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: half as many workers again as cores. The tests wait part of their time on
+    subprocesses, ranks and planted hangs; an extra worker fills it. Measured on 2 cores, the whole
+    command, one run each: 2 workers 687 s, 3 workers 635 s (the cores 95% busy), 4 workers 629 s."""
+    cores = os.cpu_count() or 1
+    return cores + cores // 2
+
+
 def pytest_configure(config):
     """Under pytest-xdist, each worker gets its share of the cores for torch's threads, and so
     do the processes it starts (certify runs, ranks): N workers, each on all the cores, would

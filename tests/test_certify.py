@@ -1,8 +1,9 @@
 """`adam-conformance certify` end to end: verdicts, reports, reproducers, hostile targets, bad input.
 
 Each test but the last three runs the real command in a subprocess, from a fresh working
-directory that holds the target's module, at the quick profile; bad input and a certify of
-two checks, and -n 0 on a target that ends its process, run the command line's `main` in this process.
+directory that holds the target's module, at the quick profile (the planted bug twice: in a run of three
+targets, and recorded). Bad input, a certify of two checks, and -n 0 on a
+target that ends its process run the command line's `main` in this process.
 """
 
 from __future__ import annotations
@@ -146,50 +147,6 @@ def test_a_conformant_target_exits_0_and_touches_nothing_but_its_reports(workdir
 
 @pytest.mark.e2e
 @pytest.mark.zoo
-def test_a_planted_bug_exits_1_with_reproducers_and_the_plugin_agrees(workdir):
-    """One certify run: its verdict, diagnosis and standalone reproducers; then the pytest
-    plugin on the same target passes and fails the same checks."""
-    result = certify(workdir, "planted:NoBiasCorrectionAdam", "--without", "complex",
-                     "--json", "report.json", "--repro-dir", "repro")
-    assert result.returncode == 1, result.stdout + result.stderr
-    doc = _report(workdir / "report.json")
-    failed = [c for c in doc["checks"] if c["status"] == "failed"]
-    assert {"parity.trajectory", "invariant.first-step"} <= {c["id"] for c in failed}
-    assert "NOT CONFORMANT" in result.stdout and "minimal case" in result.stdout
-    # It names what was built instead: the first moment is not bias-corrected.
-    assert doc["diagnosis"]["mismatches"] == [
-        "bias correction is the second moment only, but --spec adam needs both moments (the Adam paper, PyTorch)"]
-    assert doc["diagnosis"]["verdict"] in result.stdout
-    skipped = {c["id"]: c["reason"] for c in doc["checks"] if c["status"] == "skipped"}
-    assert skipped["invariant.maximize"] == "not claimed: maximize"
-    for check in failed:
-        script = Path(check["failure"]["reproducer"])
-        assert script.parent == workdir / "repro" and script.exists()
-        # As `python repro/X.py` from the working directory runs it (the script's folder first on
-        # sys.path, not the directory planted.py is in), without the suite: `conformance` cannot be imported.
-        run = subprocess.run([sys.executable, "-c", "import sys, runpy; sys.modules['conformance'] = None; "
-                              f"sys.path[0] = {str(script.parent)!r}; sys.argv = [{str(script)!r}]; "
-                              f"runpy.run_path({str(script)!r}, run_name='__main__')"],
-                             cwd=workdir, capture_output=True, text=True, timeout=300)
-        assert run.returncode == 1, f"{script.name}:\n{run.stdout}\n{run.stderr}"
-        assert "the target still FAILS" in run.stdout or "torch raises" in run.stdout
-
-    plugin = subprocess.run(
-        [sys.executable, "-m", "pytest", "--adam-impl", "planted:NoBiasCorrectionAdam", "--adam-profile", "quick",
-         "--adam-without", "complex", "--adam-database", "none", "-p", "no:cacheprovider", "--junitxml", "plugin.xml",
-         "-n", "2"], cwd=workdir, capture_output=True, text=True, timeout=600, env=_env())
-    assert plugin.returncode == 1, plugin.stdout[-3000:]
-    assert "adam-conformance: preflight" in plugin.stdout  # run once, by the controller, for both workers
-    statuses = {}
-    for case in ET.parse(workdir / "plugin.xml").getroot().iter("testcase"):
-        check = case.get("name").removeprefix("test_check[").removesuffix("]")
-        statuses[check] = "failed" if case.find("failure") is not None else (
-            "skipped" if case.find("skipped") is not None else "error" if case.find("error") is not None else "passed")
-    assert statuses == _statuses(doc)
-
-
-@pytest.mark.e2e
-@pytest.mark.zoo
 @pytest.mark.parametrize("name, expected", [
     ("NaNEverywhere", "OVER BUDGET"),
 ])
@@ -284,36 +241,73 @@ def test_skip_certifies_everything_but_the_checks_named(workdir):
 
 @pytest.mark.e2e
 @pytest.mark.zoo
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_several_targets_are_certified_in_one_run_with_a_report_each(workdir, jobs):
-    """eager and a planted bug in one command, one after another or two at a time: a report and
-    a reproducer folder each, a summary in the order given, the worst exit code; a target
-    unusable only once it runs does not stop the others."""
+def test_several_targets_in_one_run_and_a_planted_bugs_reproducers_and_plugin(workdir):
+    """The planted bug's one certify run: eager, the planted bug and a target unusable only once it
+    runs, one after another (two at a time: the next test). A report and a reproducer folder each,
+    a summary in the order given, the worst exit code; the planted bug's verdict, diagnosis and
+    standalone reproducers; then the pytest plugin on it passes and fails the same checks."""
     result = certify(workdir, "eager", "planted:NoBiasCorrectionAdam", "hostile_targets:RaisesInStep",
-                     "--json", "reports", "--repro-dir", "repro", "--jobs", jobs)
+                     "--without", "complex", "--json", "reports", "--repro-dir", "repro")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "raised in step() with torch's defaults" in result.stderr and "Traceback" not in result.stderr
     assert _report(workdir / "reports" / "eager.json")["verdict"] == "conformant"
-    assert _report(workdir / "reports" / "planted-NoBiasCorrectionAdam.json")["verdict"] == "not conformant"
     assert sorted(p.name for p in (workdir / "reports").iterdir()) == ["eager.json",
                                                                         "planted-NoBiasCorrectionAdam.json"]
-    assert list((workdir / "repro" / "planted-NoBiasCorrectionAdam").glob("*.py"))
     summary = result.stdout[result.stdout.index("certified 3 targets in"):].splitlines()
     assert [line.split()[0] for line in summary[1:]] == ["eager", "planted:NoBiasCorrectionAdam",
                                                          "hostile_targets:RaisesInStep"]
     assert [line.split(None, 1)[1] for line in summary[1:]] == ["CONFORMANT", "NOT CONFORMANT", "unusable (exit 2)"]
 
+    doc = _report(workdir / "reports" / "planted-NoBiasCorrectionAdam.json")
+    failed = [c for c in doc["checks"] if c["status"] == "failed"]
+    assert doc["verdict"] == "not conformant"
+    assert {"parity.trajectory", "invariant.first-step"} <= {c["id"] for c in failed}
+    assert "minimal case" in result.stdout
+    # It names what was built instead: the first moment is not bias-corrected.
+    assert doc["diagnosis"]["mismatches"] == [
+        "bias correction is the second moment only, but --spec adam needs both moments (the Adam paper, PyTorch)"]
+    assert doc["diagnosis"]["verdict"] in result.stdout
+    skipped = {c["id"]: c["reason"] for c in doc["checks"] if c["status"] == "skipped"}
+    assert skipped["invariant.maximize"] == "not claimed: maximize"
+    for check in failed:
+        script = Path(check["failure"]["reproducer"])
+        assert script.parent == workdir / "repro" / "planted-NoBiasCorrectionAdam" and script.exists()
+        # As `python repro/X.py` from the working directory runs it (the script's folder first on
+        # sys.path, not the directory planted.py is in), without the suite: `conformance` cannot be imported.
+        run = subprocess.run([sys.executable, "-c", "import sys, runpy; sys.modules['conformance'] = None; "
+                              f"sys.path[0] = {str(script.parent)!r}; sys.argv = [{str(script)!r}]; "
+                              f"runpy.run_path({str(script)!r}, run_name='__main__')"],
+                             cwd=workdir, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 1, f"{script.name}:\n{run.stdout}\n{run.stderr}"
+        assert "the target still FAILS" in run.stdout or "torch raises" in run.stdout
+
+    plugin = subprocess.run(
+        [sys.executable, "-m", "pytest", "--adam-impl", "planted:NoBiasCorrectionAdam", "--adam-profile", "quick",
+         "--adam-without", "complex", "--adam-database", "none", "-p", "no:cacheprovider", "--junitxml", "plugin.xml",
+         "-n", "2"], cwd=workdir, capture_output=True, text=True, timeout=600, env=_env())
+    assert plugin.returncode == 1, plugin.stdout[-3000:]
+    assert "adam-conformance: preflight" in plugin.stdout  # run once, by the controller, for both workers
+    statuses = {}
+    for case in ET.parse(workdir / "plugin.xml").getroot().iter("testcase"):
+        check = case.get("name").removeprefix("test_check[").removesuffix("]")
+        statuses[check] = "failed" if case.find("failure") is not None else (
+            "skipped" if case.find("skipped") is not None else "error" if case.find("error") is not None else "passed")
+    assert statuses == _statuses(doc)
 
 
 @pytest.mark.e2e
 @pytest.mark.zoo
 def test_a_recorded_target_is_certified_and_reported_but_its_verdict_is_not_the_exit_code(workdir):
-    """tox's use: the built-ins must pass, torch's own paths are measured (`--record`)."""
+    """tox's use, two targets at a time: the built-ins must pass, torch's own paths are measured
+    (`--record`); the summary keeps the order given."""
     result = certify(workdir, "eager", "--record", "planted:NoBiasCorrectionAdam", "--json", "reports", "--jobs", "2",
                      "-n", "0")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "certifying 2 targets, 2 at a time" in result.stdout
+    assert _report(workdir / "reports" / "eager.json")["verdict"] == "conformant"
     assert _report(workdir / "reports" / "planted-NoBiasCorrectionAdam.json")["verdict"] == "not conformant"
     summary = result.stdout[result.stdout.index("certified 2 targets in"):].splitlines()
+    assert summary[1].split() == ["eager", "CONFORMANT"]
     assert summary[2].split() == ["planted:NoBiasCorrectionAdam", "NOT", "CONFORMANT", "(recorded:", "not", "in",
                                   "the", "exit", "code)"]
 
