@@ -17,8 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from conformance.checks import CATALOGUE
-from conformance.report import certificate
+from conformance import resolve
+from conformance.checks import CATALOGUE, CheckFailure, run_check
+from conformance.front.certify import CheckResult
+from conformance.report import certificate, records, reproducer
+from conformance.run.target import Target
+from conformance.vocabulary import PROFILES
 
 HERE = Path(__file__).resolve().parent
 SCHEMA = json.loads(certificate.SCHEMA_PATH.read_text())
@@ -194,11 +198,33 @@ def test_a_crashing_target_errors_one_check_and_the_run_goes_on(workdir):
 @pytest.mark.e2e
 @pytest.mark.zoo
 def test_a_target_that_changes_global_state_fails_that_check_only(workdir):
-    result = certify(workdir, "hostile_targets:ChangesGlobalState", "--json", "report.json")
+    """...and its standalone reproducer sees the change too: it still fails, saying what changed."""
+    result = certify(workdir, "hostile_targets:ChangesGlobalState", "--json", "report.json", "--repro-dir", "repro")
     assert result.returncode == 1
     statuses = _statuses(_report(workdir / "report.json"))
     assert statuses.pop("contract.global-state") == "failed"
     assert {statuses[check_id] for check_id in ON_CPU if check_id in statuses} == {"passed"}
+    run = subprocess.run([sys.executable, "repro/contract.global-state.py"], cwd=workdir, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 1 and "the target still FAILS" in run.stdout, run.stdout[-2000:] + run.stderr
+    assert "changed the default dtype (torch.float32 -> torch.float64)" in run.stdout
+
+
+@pytest.mark.zoo
+def test_a_global_state_failure_under_a_float64_default_is_reproduced_under_it(tmp_path):
+    """A target that resets the default dtype to a hard-coded float32 changes it only where the
+    program set float64: its reproducer sets float64 as the default too, and still fails."""
+    name = "tests.redteam.single.rt_default_dtype:TARGET"
+    impl = resolve(name)
+    target = Target(impl, impl.spec, "cpu", PROFILES["quick"])
+    with pytest.raises(CheckFailure) as caught:
+        run_check(CATALOGUE["contract.global-state"], target, explain=False)
+    failure = json.loads(records.failure_record(caught.value))
+    path = reproducer.write(tmp_path, name, target, CheckResult("contract.global-state", "failed", failure=failure))
+    run = subprocess.run([sys.executable, str(path)], cwd=HERE.parent, capture_output=True, text=True, timeout=300,
+                         env={**_env(), "PYTHONPATH": str(HERE.parent)})
+    assert run.returncode == 1 and "the target still FAILS" in run.stdout, run.stdout[-2000:] + run.stderr
+    assert "default dtype: float64" in run.stdout and "(torch.float64 -> torch.float32)" in run.stdout
 
 
 @pytest.mark.e2e

@@ -15,7 +15,7 @@ from conformance.checks.assertions import and_more, completed, holds, within_bud
 from conformance.checks.catalogue import CheckFailure, Evidence, check
 from conformance.dtypes import round_to
 from conformance.run import preflight
-from conformance.run.runner import guarded_global_state
+from conformance.run.drive import guarded_global_state
 from conformance.run.target import Target
 from conformance.truth.budget import Parity
 from conformance.vocabulary import TORCH_DEFAULTS, torch_class_name
@@ -62,7 +62,7 @@ def _left_float64_alone(target: Target, case: Case) -> None:
         torch.set_default_dtype(previous)
     if notes:
         raise CheckFailure(f"torch's global state changed under a float64 default dtype: {notes[0]}", [case],
-                           severity="api")
+                           repro=dict(mode="side-by-side", default_dtype="float64"), severity="api")
 
 
 @check("contract.closure",

@@ -10,7 +10,7 @@ import torch
 
 from conformance.cases.case import Case, Group, Param, Step
 from conformance.diagnose.findings import Finding, raised
-from conformance.run import runner
+from conformance.run.drive import guarded_global_state
 from conformance.run.target import Target
 
 
@@ -21,7 +21,7 @@ def state_precision(target: Target) -> Finding:
     for p in params:
         p.grad = torch.full_like(p, 0.5)
     try:
-        with runner.guarded_global_state([], step=1):  # a target that changes it must not change ours
+        with guarded_global_state([], step=1):  # a target that changes it must not change ours
             opt = target.optimizer(params)
             opt.step()
     except Exception as e:

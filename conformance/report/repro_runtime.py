@@ -177,6 +177,9 @@ def main():
             return 0
         print("the target accepted a sparse gradient; torch raises RuntimeError")
         return 1
+    if "default_dtype" in REPRO:  # noqa: F821  the failure showed under this default dtype only
+        print(f"torch's default dtype: {REPRO['default_dtype']}, as the program that failed set it")  # noqa: F821
+        torch.set_default_dtype(getattr(torch, REPRO["default_dtype"]))  # noqa: F821
     failing = repeated(target) if mode == "repeat" else side_by_side(target, REPRO["threshold"])  # noqa: F821
     print("\nthe target still FAILS" if failing else "\nthe target now agrees with torch on this case")
     return 1 if failing else 0

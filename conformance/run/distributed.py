@@ -19,7 +19,7 @@ import time
 import torch
 
 from conformance.cases.case import Case
-from conformance.cases.trace import Observation, Trace
+from conformance.cases.trace import Trace
 from conformance.dtypes import components
 from conformance.registry import Implementation, Sharding
 from conformance.run import pool, runner
@@ -168,7 +168,7 @@ def _assembled(results: list[dict], case: Case, sharding: Sharding) -> Trace:
                     entry[key] = value
             merged["state"][i].append(entry)
     notes = {tuple(n) for res in results for n in res["notes"]}
-    return runner.to_trace(merged, case, [Observation(*n) for n in sorted(notes, key=str)])
+    return runner.to_trace(merged, case, sorted(notes, key=str))
 
 
 def _whole(pieces: list[torch.Tensor], split: bool) -> torch.Tensor:

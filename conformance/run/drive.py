@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 
 import torch
 
@@ -382,8 +383,40 @@ class Run:
 
 
 def drive(factory, case: dict, arrays, claims, device="cpu", explicit=()) -> dict:
-    """Run `factory` through `case` and return what happened (see `Run.result`). `claims` are
-    the target's: its keyword features are passed on, and ``param_groups`` passes several
-    groups as param-group dicts (one group is always a plain list of tensors). `explicit` keywords are passed even at
-    torch's default (the target's own default differs)."""
-    return Run(factory, case, arrays, claims, device, explicit).go()
+    """Run `factory` through `case` and return what happened (see `Run.result`), torch's global
+    state guarded (a change is an observation). `claims` are the target's: its keyword features
+    are passed on, and ``param_groups`` passes several groups as param-group dicts (one group is
+    always a plain list of tensors). `explicit` keywords are passed even at torch's default (the
+    target's own default differs)."""
+    notes = []
+    with guarded_global_state(notes, step=len(case["steps"])):
+        result = Run(factory, case, arrays, claims, device, explicit).go()
+    result["observations"] += notes
+    return result
+
+
+#: What a step must leave as it found it: its name in a note, how to read it and how to restore it.
+GLOBAL_STATE = (("the default dtype", torch.get_default_dtype, torch.set_default_dtype),
+                ("grad mode", torch.is_grad_enabled, torch.set_grad_enabled),
+                ("torch's number of threads", torch.get_num_threads, torch.set_num_threads),
+                ("the working directory", os.getcwd, os.chdir))
+
+
+@contextlib.contextmanager
+def guarded_global_state(notes: list, step: int):
+    """Restore `GLOBAL_STATE` and torch's RNG after the block; note any change in `notes` as an
+    observation, (step, None, "global-state", what changed)."""
+    before, rng = [read() for _, read, _ in GLOBAL_STATE], torch.random.get_rng_state()
+    try:
+        yield
+    finally:
+        changed = []
+        for (name, read, restore), was in zip(GLOBAL_STATE, before):
+            if read() != was:
+                changed.append(f"{name} ({was} -> {read()})")
+                restore(was)
+        if not torch.equal(torch.random.get_rng_state(), rng):
+            changed.append("the global RNG state (it drew random numbers)")
+            torch.random.set_rng_state(rng)
+        if changed:
+            notes.append((step, None, "global-state", "changed " + ", ".join(changed) + "; restored"))

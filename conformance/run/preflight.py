@@ -53,8 +53,7 @@ from conformance.cases.trace import Trace
 from conformance.dtypes import complex_from, round_to
 from conformance.registry import TargetError
 from conformance.run import distributed, reference
-from conformance.run.drive import DEFAULTS, passed
-from conformance.run.runner import guarded_global_state
+from conformance.run.drive import DEFAULTS, guarded_global_state, passed
 from conformance.run.target import Target
 from conformance.vocabulary import BEHAVIOURS, EDGES, KEYWORD_FEATURES, Profile
 

@@ -19,10 +19,8 @@ import time
 
 import torch
 
-from conformance.cases.trace import Observation
 from conformance.registry import Implementation
-from conformance.run import runner
-from conformance.run.drive import STATE_KEYS, Run, kind, snapshot
+from conformance.run.drive import STATE_KEYS, Run, guarded_global_state, kind, snapshot
 from conformance.run.processes import TOKEN
 
 #: Faults a rank can plant at one step instead of its step(): what a failing rank does.
@@ -175,12 +173,12 @@ def serve(rank: int, world: int, device: str, store: str, stacks: str, inbox, ou
 
 def execute(task: dict, rank: int, world: int, device: str, started) -> dict:
     """This rank's run of a task (see `pool.Pool.call`), torch's global state guarded."""
-    notes: list[Observation] = []
+    notes: list[tuple] = []
     run = ShardedRun(task["impl"], task["case"], task["arrays"], rank, world, device, task["fault"],
                      task["resume"], task["save"], started)
-    with runner.guarded_global_state(notes, step=len(task["case"]["steps"])):
+    with guarded_global_state(notes, step=len(task["case"]["steps"])):
         result = run.go()
-    result["notes"] = [tuple(n) for n in notes]
+    result["notes"] = notes
     return result
 
 

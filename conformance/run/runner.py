@@ -1,24 +1,21 @@
 """Run any implementation through a Case: Case -> Trace.
 
 The one runner behind every check, golden file and benchmark. It drives the target
-with `conformance.run.drive` and guards torch's global state: a target that changes the
-default dtype, the grad mode, the RNG, the number of threads or the working directory is
-noted and the state restored, so one hostile target cannot skew the runs after it.
+with `conformance.run.drive` and guards torch's global state (`drive.guarded_global_state`):
+a target that changes the default dtype, the grad mode, the RNG, the number of threads or
+the working directory is noted and the state restored, so one hostile target cannot skew
+the runs after it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-
 import numpy as np
-import torch
 
 from conformance.cases.case import Case
 from conformance.cases.trace import Observation, Trace
 from conformance.dtypes import components
 from conformance.registry import Implementation
-from conformance.run.drive import Run
+from conformance.run.drive import Run, guarded_global_state
 
 
 class Unclaimed(ValueError):
@@ -31,7 +28,7 @@ def run(impl: Implementation, case: Case, device: str = "cpu", driver: type[Run]
     distributed target runs across processes: `Target.run`, `conformance.run.distributed`.)"""
     claimed(impl, case, device)
     meta, arrays = case.to_json()
-    notes: list[Observation] = []
+    notes: list[tuple] = []
     with guarded_global_state(notes, step=len(case.steps)):
         result = driver(impl.factory, meta, {k: components(a) for k, a in arrays.items()}, impl.claims, device,
                         impl.explicit).go()
@@ -47,8 +44,9 @@ def claimed(impl: Implementation, case: Case, device: str) -> None:
         raise Unclaimed(f"{impl.name} does not run on {device}")
 
 
-def to_trace(result: dict, case: Case, notes: list[Observation]) -> Trace:
-    """The Trace of a `drive` result (torch tensors) as numpy arrays."""
+def to_trace(result: dict, case: Case, notes: list[tuple]) -> Trace:
+    """The Trace of a `drive` result (torch tensors) as numpy arrays; `notes`, the observations
+    made around the run (`drive.guarded_global_state`)."""
     params, state = [], []
     for i, p in enumerate(case.params):
         snaps = result["state"][i]
@@ -60,7 +58,7 @@ def to_trace(result: dict, case: Case, notes: list[Observation]) -> Trace:
         params=tuple(params),
         state=tuple(state),
         losses=np.array(result["losses"], dtype=np.float64) if case.objective is not None else None,
-        observations=tuple(Observation(*o) for o in result["observations"]) + tuple(notes),
+        observations=tuple(Observation(*o) for o in [*result["observations"], *notes]),
         error=result["error"],
         refused=result["refused"],
         kinds=tuple(result["kinds"]),
@@ -79,29 +77,3 @@ def _value(snap: dict, key: str, p) -> np.ndarray:
 
 def _stacked(arrays: list, shape: tuple[int, ...], dtype) -> np.ndarray:
     return np.stack(arrays) if arrays else np.zeros((0, *shape), dtype)
-
-
-#: What a step must leave as it found it: its name in a note, how to read it and how to restore it.
-GLOBAL_STATE = (("the default dtype", torch.get_default_dtype, torch.set_default_dtype),
-                ("grad mode", torch.is_grad_enabled, torch.set_grad_enabled),
-                ("torch's number of threads", torch.get_num_threads, torch.set_num_threads),
-                ("the working directory", os.getcwd, os.chdir))
-
-
-@contextlib.contextmanager
-def guarded_global_state(notes: list[Observation], step: int):
-    """Restore `GLOBAL_STATE` and torch's RNG after the block; note any change."""
-    before, rng = [read() for _, read, _ in GLOBAL_STATE], torch.random.get_rng_state()
-    try:
-        yield
-    finally:
-        changed = []
-        for (name, read, restore), was in zip(GLOBAL_STATE, before):
-            if read() != was:
-                changed.append(f"{name} ({was} -> {read()})")
-                restore(was)
-        if not torch.equal(torch.random.get_rng_state(), rng):
-            changed.append("the global RNG state (it drew random numbers)")
-            torch.random.set_rng_state(rng)
-        if changed:
-            notes.append(Observation(step, None, "global-state", "changed " + ", ".join(changed) + "; restored"))
